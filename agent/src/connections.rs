@@ -1,0 +1,426 @@
+//! Connection table: per-connection, per-direction reassembly by stream position and HTTP/1
+//! parsing (sans-IO: decoded records in, captured exchanges out).
+//!
+//! Data and control records travel in different rings, so a close can be read before the last
+//! data of its connection. A close therefore carries the final stream positions, and the
+//! connection is finalised only once its data has caught up (or after a grace period, counting
+//! the missing bytes as a gap).
+
+use std::collections::HashMap;
+
+use kreplay_agent_ebpf::{ControlEvent, DIR_READ, DataHeader, ROLE_CLIENT, ROLE_SERVER};
+use kreplay_wire::http1::{self, Direction, Exchange, Limits};
+
+use crate::records::format_addr;
+
+/// Identity of a connection: generation distinguishes a reused fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub tgid: u32,
+    pub fd: u32,
+    pub generation: u64,
+}
+
+impl ConnId {
+    fn from_data(header: &DataHeader) -> Self {
+        Self { tgid: (header.pid_tgid >> 32) as u32, fd: header.fd, generation: header.conn_gen }
+    }
+    fn from_control(event: &ControlEvent) -> Self {
+        Self { tgid: (event.pid_tgid >> 32) as u32, fd: event.fd, generation: event.conn_gen }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// What the proxy needs to know about the connection an exchange came from.
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    /// Agent-local, increasing id.
+    pub id: u64,
+    pub tgid: u32,
+    pub cgroup_id: u64,
+    pub role: Role,
+    pub peer: String,
+}
+
+#[derive(Debug)]
+pub struct CapturedExchange {
+    pub conn: ConnMeta,
+    pub index_on_connection: u32,
+    pub exchange: Exchange,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableStats {
+    /// Connections on which positions jumped (bytes lost before user space).
+    pub gaps: u64,
+    /// Data for connections whose open was never seen.
+    pub unknown_connection_records: u64,
+    /// Connections whose first bytes were not HTTP/1.
+    pub non_http_connections: u64,
+    pub parse_errors: u64,
+    pub exchanges: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    Undecided,
+    Http,
+    Other,
+}
+
+struct Tracked {
+    meta: ConnMeta,
+    protocol: Protocol,
+    http: http1::Connection,
+    /// Next expected stream position, indexed by DIR_READ / DIR_WRITE.
+    next_pos: [u64; 2],
+    /// Final positions and the time the close was seen.
+    closing: Option<([u64; 2], u64)>,
+    exchanges: u32,
+    last_ts_ns: u64,
+}
+
+impl Tracked {
+    fn direction(&self, dir: u8) -> Direction {
+        // A server reads requests; a client writes them.
+        match (self.meta.role, dir == DIR_READ) {
+            (Role::Server, true) | (Role::Client, false) => Direction::Request,
+            _ => Direction::Response,
+        }
+    }
+}
+
+pub struct ConnectionTable {
+    conns: HashMap<ConnId, Tracked>,
+    limits: Limits,
+    /// Added to kernel monotonic timestamps to get unix nanoseconds.
+    clock_offset_ns: i128,
+    next_id: u64,
+    stats: TableStats,
+    ready: Vec<CapturedExchange>,
+}
+
+impl ConnectionTable {
+    pub fn new(limits: Limits, clock_offset_ns: i128) -> Self {
+        Self {
+            conns: HashMap::new(),
+            limits,
+            clock_offset_ns,
+            next_id: 1,
+            stats: TableStats::default(),
+            ready: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn knows(&self, header: &DataHeader) -> bool {
+        self.conns.contains_key(&ConnId::from_data(header))
+    }
+
+    fn unix_ns(&self, monotonic_ns: u64) -> u64 {
+        (monotonic_ns as i128 + self.clock_offset_ns).max(0) as u64
+    }
+
+    pub fn on_open(&mut self, event: &ControlEvent) {
+        let role = match event.role {
+            ROLE_SERVER => Role::Server,
+            ROLE_CLIENT => Role::Client,
+            _ => return,
+        };
+        let meta = ConnMeta {
+            id: self.next_id,
+            tgid: (event.pid_tgid >> 32) as u32,
+            cgroup_id: event.cgroup_id,
+            role,
+            peer: format_addr(&event.peer),
+        };
+        self.next_id += 1;
+        let tracked = Tracked {
+            meta,
+            protocol: Protocol::Undecided,
+            http: http1::Connection::new(self.limits.clone()),
+            next_pos: [0, 0],
+            closing: None,
+            exchanges: 0,
+            last_ts_ns: event.ts_ns,
+        };
+        // A reused (tgid, fd) with a new generation is a new connection; the old one, if its close
+        // was lost, is finalised now.
+        let stale: Vec<ConnId> = self
+            .conns
+            .keys()
+            .filter(|id| id.tgid == tracked.meta.tgid && id.fd == event.fd)
+            .copied()
+            .collect();
+        for id in stale {
+            self.finalize(id, event.ts_ns);
+        }
+        self.conns.insert(ConnId::from_control(event), tracked);
+    }
+
+    /// Feeds one data record. Returns false when the connection is unknown (the caller may read
+    /// the control ring and retry).
+    pub fn on_data(&mut self, header: &DataHeader, payload: &[u8]) -> bool {
+        let id = ConnId::from_data(header);
+        let ts = self.unix_ns(header.ts_ns);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            self.stats.unknown_connection_records += 1;
+            return false;
+        };
+        conn.last_ts_ns = header.ts_ns;
+        let slot = usize::from(header.direction != DIR_READ);
+        let direction = conn.direction(header.direction);
+        let end = header.pos + payload.len() as u64;
+        let expected = conn.next_pos[slot];
+        if end <= expected {
+            return true; // already seen
+        }
+        let mut bytes = payload;
+        if header.pos < expected {
+            bytes = &payload[(expected - header.pos) as usize..];
+        } else if header.pos > expected {
+            self.stats.gaps += 1;
+            if conn.protocol == Protocol::Http {
+                conn.http.gap(direction, header.pos - expected);
+            }
+        }
+        conn.next_pos[slot] = end;
+        if conn.protocol == Protocol::Undecided && direction == Direction::Request {
+            conn.protocol = if http1::looks_like_request(bytes) {
+                Protocol::Http
+            } else {
+                self.stats.non_http_connections += 1;
+                Protocol::Other
+            };
+        }
+        if conn.protocol == Protocol::Http {
+            conn.http.feed(direction, bytes, ts);
+        }
+        self.collect(id);
+        if let Some(conn) = self.conns.get(&id) {
+            if let Some((final_pos, _)) = conn.closing {
+                if conn.next_pos[0] >= final_pos[0] && conn.next_pos[1] >= final_pos[1] {
+                    self.finalize(id, header.ts_ns);
+                }
+            }
+        }
+        true
+    }
+
+    pub fn on_close(&mut self, event: &ControlEvent) {
+        let id = ConnId::from_control(event);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let final_pos = [event.read_pos, event.write_pos];
+        if conn.next_pos[0] >= final_pos[0] && conn.next_pos[1] >= final_pos[1] {
+            self.finalize(id, event.ts_ns);
+        } else {
+            conn.closing = Some((final_pos, event.ts_ns));
+        }
+    }
+
+    /// Finalises closed connections whose missing data did not arrive within `grace_ns`.
+    pub fn sweep(&mut self, now_monotonic_ns: u64, grace_ns: u64) {
+        let overdue: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.closing.is_some_and(|(_, at)| now_monotonic_ns.saturating_sub(at) > grace_ns)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            self.finalize(id, now_monotonic_ns);
+        }
+    }
+
+    /// Finalises every closing connection that matches (used when a session is flushed).
+    pub fn finalize_closing(&mut self, mut matches: impl FnMut(&ConnMeta) -> bool) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing.is_some() && matches(&c.meta))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let ts = self.conns.get(&id).map_or(0, |c| c.last_ts_ns);
+            self.finalize(id, ts);
+        }
+    }
+
+    fn finalize(&mut self, id: ConnId, monotonic_ns: u64) {
+        let ts = self.unix_ns(monotonic_ns);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if let Some((final_pos, _)) = conn.closing {
+            for (slot, dir) in [(0usize, DIR_READ), (1usize, 1u8)] {
+                if conn.next_pos[slot] < final_pos[slot] {
+                    self.stats.gaps += 1;
+                    let direction = conn.direction(dir);
+                    if conn.protocol == Protocol::Http {
+                        conn.http.gap(direction, final_pos[slot] - conn.next_pos[slot]);
+                    }
+                }
+            }
+        }
+        if conn.protocol == Protocol::Http {
+            conn.http.close(ts);
+        }
+        self.collect(id);
+        if let Some(conn) = self.conns.remove(&id) {
+            self.stats.parse_errors += conn.http.stats().parse_errors;
+        }
+    }
+
+    fn collect(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        while let Some(exchange) = conn.http.next_exchange() {
+            conn.exchanges += 1;
+            self.stats.exchanges += 1;
+            self.ready.push(CapturedExchange {
+                conn: conn.meta.clone(),
+                index_on_connection: conn.exchanges,
+                exchange,
+            });
+        }
+    }
+
+    pub fn drain_exchanges(&mut self) -> std::vec::Drain<'_, CapturedExchange> {
+        self.ready.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kreplay_agent_ebpf::{CONTROL_CLOSE, CONTROL_OPEN, DIR_WRITE};
+
+    use super::*;
+
+    fn open(fd: u32, generation: u64) -> ControlEvent {
+        ControlEvent {
+            pid_tgid: 100 << 32 | 101,
+            fd,
+            conn_gen: generation,
+            kind: CONTROL_OPEN,
+            role: ROLE_SERVER,
+            cgroup_id: 5,
+            ..Default::default()
+        }
+    }
+
+    fn data(fd: u32, generation: u64, direction: u8, pos: u64, len: usize) -> DataHeader {
+        DataHeader {
+            pid_tgid: 100 << 32 | 101,
+            fd,
+            conn_gen: generation,
+            direction,
+            pos,
+            len: len as u32,
+            ts_ns: 1_000,
+            ..Default::default()
+        }
+    }
+
+    const REQ: &[u8] = b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+    const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+
+    #[test]
+    fn pairs_a_request_and_response_and_converts_time() {
+        let mut table = ConnectionTable::new(Limits::default(), 10);
+        table.on_open(&open(3, 1));
+        assert!(table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ));
+        assert!(table.on_data(&data(3, 1, DIR_WRITE, 0, RESP.len()), RESP));
+        let got: Vec<_> = table.drain_exchanges().collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].exchange.request.target, "/a?x=1");
+        assert_eq!(got[0].exchange.response.body, b"hi");
+        assert_eq!(got[0].exchange.request.timestamp_ns, 1_010);
+        assert_eq!(got[0].conn.cgroup_id, 5);
+    }
+
+    #[test]
+    fn duplicate_and_overlapping_records_are_fed_once() {
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        table.on_open(&open(3, 1));
+        table.on_data(&data(3, 1, DIR_READ, 0, 10), &REQ[..10]);
+        table.on_data(&data(3, 1, DIR_READ, 0, 10), &REQ[..10]);
+        table.on_data(&data(3, 1, DIR_READ, 5, REQ.len() - 5), &REQ[5..]);
+        table.on_data(&data(3, 1, DIR_WRITE, 0, RESP.len()), RESP);
+        assert_eq!(table.drain_exchanges().count(), 1);
+        assert_eq!(table.stats().gaps, 0);
+    }
+
+    #[test]
+    fn close_read_before_its_data_waits_for_the_data() {
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        table.on_open(&open(3, 1));
+        table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ);
+        // HTTP/1.0-style close-delimited response: complete only at close.
+        let resp = b"HTTP/1.1 200 OK\r\n\r\nbody";
+        table.on_close(&ControlEvent {
+            kind: CONTROL_CLOSE,
+            read_pos: REQ.len() as u64,
+            write_pos: resp.len() as u64,
+            ..open(3, 1)
+        });
+        assert_eq!(table.open_connections(), 1, "must wait for the write side");
+        table.on_data(&data(3, 1, DIR_WRITE, 0, resp.len()), resp);
+        assert_eq!(table.open_connections(), 0);
+        let got: Vec<_> = table.drain_exchanges().collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].exchange.response.body, b"body");
+    }
+
+    #[test]
+    fn gaps_are_counted_and_unknown_connections_reported() {
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        assert!(!table.on_data(&data(9, 1, DIR_READ, 0, REQ.len()), REQ));
+        assert_eq!(table.stats().unknown_connection_records, 1);
+        table.on_open(&open(3, 1));
+        table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ);
+        table.on_data(&data(3, 1, DIR_WRITE, 50, RESP.len()), RESP);
+        assert_eq!(table.stats().gaps, 1);
+        table.on_close(&ControlEvent { kind: CONTROL_CLOSE, read_pos: 1, write_pos: 1, ..open(3, 1) });
+        table.sweep(u64::MAX, 0);
+        assert_eq!(table.open_connections(), 0);
+    }
+
+    #[test]
+    fn fd_reuse_with_a_new_generation_starts_a_new_connection() {
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        table.on_open(&open(3, 1));
+        table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ);
+        table.on_open(&open(3, 2));
+        assert_eq!(table.open_connections(), 1);
+        table.on_data(&data(3, 2, DIR_READ, 0, REQ.len()), REQ);
+        table.on_data(&data(3, 2, DIR_WRITE, 0, RESP.len()), RESP);
+        let got: Vec<_> = table.drain_exchanges().collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].conn.id, 2);
+    }
+
+    #[test]
+    fn non_http_connections_are_ignored() {
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        table.on_open(&open(3, 1));
+        table.on_data(&data(3, 1, DIR_READ, 0, 4), b"\x00\x01\x02\x03");
+        assert_eq!(table.stats().non_http_connections, 1);
+        assert_eq!(table.drain_exchanges().count(), 0);
+    }
+}

@@ -1,0 +1,270 @@
+//! The capture pipeline: a dedicated thread that drains the rings, reassembles and parses
+//! connections, attributes exchanges to recording sessions and queues them in the outbox.
+//!
+//! It never blocks on the network: the outbox drops (and counts) when full.
+
+use std::{
+    os::fd::AsRawFd,
+    sync::{Arc, atomic::Ordering, mpsc},
+    time::{Duration, Instant},
+};
+
+use kreplay_agent_ebpf::{CONTROL_CLOSE, CONTROL_OPEN, counter};
+use kreplay_proto::v1::{
+    self as pb, SessionFlushed, TargetSet, TargetsApplied, envelope::Body,
+};
+use kreplay_wire::http1;
+
+use crate::{
+    connections::{CapturedExchange, ConnectionTable, Role},
+    loader::Capture,
+    metrics::Counters,
+    outbox::{Outbox, Priority},
+    records,
+    targets::Targets,
+};
+
+/// Requests from the proxy, forwarded by the uplink.
+#[derive(Debug)]
+pub enum Command {
+    Targets(TargetSet),
+    Flush(String),
+    Stop,
+}
+
+/// How long a closed connection may wait for its trailing data.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Pipeline {
+    capture: Capture,
+    table: ConnectionTable,
+    targets: Targets,
+    outbox: Arc<Outbox>,
+    counters: Arc<Counters>,
+    last_metrics: Option<pb::AgentMetrics>,
+}
+
+/// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn `bpf_ktime_get_ns` into unix time.
+fn clock_offset_ns() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: valid pointer to a timespec.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Pipeline {
+    pub fn new(capture: Capture, outbox: Arc<Outbox>, counters: Arc<Counters>) -> Self {
+        Self {
+            capture,
+            table: ConnectionTable::new(http1::Limits::default(), clock_offset_ns()),
+            targets: Targets::default(),
+            outbox,
+            counters,
+            last_metrics: None,
+        }
+    }
+
+    /// Runs until `Command::Stop` or the command channel closes.
+    pub fn run(mut self, commands: mpsc::Receiver<Command>) {
+        let mut last_tick = Instant::now();
+        loop {
+            self.wait_for_data(Duration::from_millis(10));
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Targets(set)) => self.apply_targets(&set),
+                    Ok(Command::Flush(record_id)) => self.flush(&record_id),
+                    Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            self.drain();
+            if last_tick.elapsed() >= METRICS_EVERY {
+                last_tick = Instant::now();
+                self.table.sweep(monotonic_ns(), CLOSE_GRACE.as_nanos() as u64);
+                self.ship_exchanges();
+                self.publish_metrics();
+            }
+        }
+    }
+
+    fn wait_for_data(&self, timeout: Duration) {
+        let mut fds = [
+            libc::pollfd { fd: self.capture.data_ring.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.capture.control_ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: fds is a valid array of pollfd for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout.as_millis() as i32) };
+    }
+
+    fn apply_targets(&mut self, set: &TargetSet) {
+        let changes = self.targets.apply(set);
+        let maps = &mut self.capture;
+        for id in &changes.add_cgroups {
+            if let Err(e) = maps.cgroup_targets.insert(id, 1, 0) {
+                tracing::error!(cgroup_id = id, error = %e, "cannot add capture target");
+            }
+        }
+        for id in &changes.remove_cgroups {
+            let _ = maps.cgroup_targets.remove(id);
+        }
+        for tgid in &changes.add_tgids {
+            if let Err(e) = maps.tgid_targets.insert(tgid, 1, 0) {
+                tracing::error!(tgid, error = %e, "cannot add capture target");
+            }
+        }
+        for tgid in &changes.remove_tgids {
+            let _ = maps.tgid_targets.remove(tgid);
+        }
+        tracing::info!(version = set.version, targets = set.targets.len(), "capture targets applied");
+        self.outbox.push(Body::TargetsApplied(TargetsApplied { version: set.version }), Priority::Essential);
+    }
+
+    /// Everything captured for `record_id` is sent before the `SessionFlushed` marker.
+    fn flush(&mut self, record_id: &str) {
+        self.drain();
+        let targets = &self.targets;
+        self.table.finalize_closing(|meta| targets.record_for(meta.cgroup_id, meta.tgid) == Some(record_id));
+        self.ship_exchanges();
+        self.publish_metrics();
+        self.outbox.push(
+            Body::Flushed(SessionFlushed { record_id: record_id.to_string() }),
+            Priority::Essential,
+        );
+        self.targets.retire(record_id);
+        tracing::info!(record_id, "session flushed");
+    }
+
+    fn drain_control(capture: &mut Capture, table: &mut ConnectionTable, counters: &Counters) {
+        while let Some(item) = capture.control_ring.next() {
+            match records::decode_control(&item) {
+                Ok(event) if event.kind == CONTROL_OPEN => table.on_open(&event),
+                Ok(event) if event.kind == CONTROL_CLOSE => table.on_close(&event),
+                Ok(_) | Err(_) => {
+                    counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        let Self { capture, table, counters, .. } = self;
+        Self::drain_control(capture, table, counters);
+        // Bounded so commands and metrics still get a turn under a flood.
+        for _ in 0..65_536 {
+            let Some(item) = capture.data_ring.next() else { break };
+            let Ok((header, payload)) = records::decode_data(&item) else {
+                counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if !table.knows(&header) {
+                // The open may still sit unread in the control ring.
+                let payload = payload.to_vec();
+                drop(item);
+                Self::drain_control(capture, table, counters);
+                table.on_data(&header, &payload);
+            } else {
+                table.on_data(&header, payload);
+            }
+        }
+        self.ship_exchanges();
+    }
+
+    fn ship_exchanges(&mut self) {
+        let ready: Vec<CapturedExchange> = self.table.drain_exchanges().collect();
+        for captured in ready {
+            self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+            let Some(record_id) = self.targets.record_for(captured.conn.cgroup_id, captured.conn.tgid)
+            else {
+                self.counters.unattributed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let exchange = to_proto(record_id, captured);
+            if !self.outbox.push(Body::Http(exchange), Priority::Droppable) {
+                self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn publish_metrics(&mut self) {
+        let mut sums = [0u64; counter::COUNT as usize];
+        for (index, sum) in sums.iter_mut().enumerate() {
+            if let Ok(values) = self.capture.counters.get(&(index as u32), 0) {
+                *sum = values.iter().sum();
+            }
+        }
+        let c = &self.counters;
+        c.data_ring_full.store(sums[counter::DATA_RING_FULL as usize], Ordering::Relaxed);
+        c.data_ring_full_bytes.store(sums[counter::DATA_RING_FULL_BYTES as usize], Ordering::Relaxed);
+        c.control_ring_full.store(sums[counter::CONTROL_RING_FULL as usize], Ordering::Relaxed);
+        c.read_faults.store(sums[counter::READ_FAULT as usize], Ordering::Relaxed);
+        c.truncated_bytes.store(sums[counter::TRUNCATED_BYTES as usize], Ordering::Relaxed);
+        c.stash_misses.store(sums[counter::STASH_MISS as usize], Ordering::Relaxed);
+        c.data_records.store(sums[counter::DATA_RECORDS as usize], Ordering::Relaxed);
+        let stats = self.table.stats();
+        c.stream_gaps.store(stats.gaps, Ordering::Relaxed);
+        c.parse_errors.store(stats.parse_errors, Ordering::Relaxed);
+        c.queue_drops.store(self.outbox.drops(), Ordering::Relaxed);
+        let metrics = c.to_proto();
+        if self.last_metrics.as_ref() != Some(&metrics) {
+            self.last_metrics = Some(metrics.clone());
+            self.outbox.push(Body::Metrics(metrics), Priority::Droppable);
+        }
+    }
+}
+
+fn headers(list: Vec<http1::Header>) -> Vec<pb::Header> {
+    list.into_iter().map(|h| pb::Header { name: h.name, value: h.value }).collect()
+}
+
+fn to_proto(record_id: &str, captured: CapturedExchange) -> pb::HttpExchange {
+    let CapturedExchange { conn, index_on_connection, exchange } = captured;
+    let (request, response) = (exchange.request, exchange.response);
+    pb::HttpExchange {
+        record_id: record_id.to_string(),
+        role: match conn.role {
+            Role::Server => pb::Role::Server as i32,
+            Role::Client => pb::Role::Client as i32,
+        },
+        pid: conn.tgid,
+        cgroup_id: conn.cgroup_id,
+        local_addr: String::new(),
+        peer_addr: conn.peer,
+        connection_id: conn.id,
+        index_on_connection,
+        request: Some(pb::HttpRequest {
+            method: request.method,
+            target: request.target,
+            version_minor: u32::from(request.version_minor),
+            headers: headers(request.headers),
+            body: request.body,
+            body_truncated: request.body_truncated,
+            body_wire_size: request.body_wire_size,
+            timestamp_ns: request.timestamp_ns,
+        }),
+        response: Some(pb::HttpResponse {
+            status_code: u32::from(response.status_code),
+            reason: response.reason,
+            version_minor: u32::from(response.version_minor),
+            headers: headers(response.headers),
+            body: response.body,
+            body_truncated: response.body_truncated,
+            body_wire_size: response.body_wire_size,
+            timestamp_ns: response.timestamp_ns,
+        }),
+    }
+}

@@ -1,0 +1,154 @@
+//! Harness for end-to-end runs on this host: the real `kreplay-proxy` and `kreplay-agent`
+//! binaries, real servers (nginx, gunicorn + httpbin) declared as local deployments, and real
+//! clients (curl). Used by the tests in `e2e/tests/` and by `cargo xtask demo` / `bench`.
+
+pub mod process;
+pub mod rest;
+pub mod servers;
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+pub use process::{Agent, Proxy};
+pub use rest::{Rest, StatusStream};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Where the binaries are: `KREPLAY_BIN_DIR`, else `target/debug` of this workspace.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("KREPLAY_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug"))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    let mut last_error = None;
+    while start.elapsed() < timeout {
+        match check() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match last_error {
+        Some(e) => bail!("timed out after {timeout:?} waiting for {what}: last error: {e:#}"),
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// A scratch directory removed on drop (kept when `KREPLAY_KEEP_TMP` is set, for debugging).
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn new(label: &str) -> anyhow::Result<Self> {
+        let unique = format!(
+            "kreplay-{label}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ u128::from(free_port()?)
+        );
+        let path = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KREPLAY_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A local deployment as the proxy's config file declares it.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub name: String,
+    pub namespace: String,
+    pub command: Vec<String>,
+    pub port: u16,
+    pub working_dir: Option<PathBuf>,
+    pub health_path: Option<String>,
+}
+
+impl Deployment {
+    fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({
+            "name": self.name,
+            "namespace": self.namespace,
+            "command": self.command,
+            "port": self.port,
+            "replicas": 1,
+        });
+        if let Some(dir) = &self.working_dir {
+            value["working_dir"] = serde_json::json!(dir);
+        }
+        if let Some(path) = &self.health_path {
+            value["health_path"] = serde_json::json!(path);
+        }
+        value
+    }
+}
+
+/// Everything a proxy config needs; written as JSON, which is valid YAML.
+pub struct ProxyConfig {
+    pub rest_port: u16,
+    pub grpc_port: u16,
+    pub data_dir: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub deployments: Vec<Deployment>,
+}
+
+impl ProxyConfig {
+    pub fn new(dir: &Path, deployments: Vec<Deployment>) -> anyhow::Result<Self> {
+        Ok(Self {
+            rest_port: free_port()?,
+            grpc_port: free_port()?,
+            data_dir: dir.join("data"),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup/unified"),
+            deployments,
+        })
+    }
+
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let tls_port = free_port()?;
+        let config = serde_json::json!({
+            "listen": format!("127.0.0.1:{tls_port}"),
+            "insecure": true,
+            "insecure_listen": format!("127.0.0.1:{}", self.rest_port),
+            "grpc_listen": format!("127.0.0.1:{}", self.grpc_port),
+            "data_dir": self.data_dir,
+            "cgroup_root": self.cgroup_root,
+            "stop_deployments_on_exit": false,
+            "deployments": self.deployments.iter().map(Deployment::to_json).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&config)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
