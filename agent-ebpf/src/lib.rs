@@ -6,10 +6,14 @@
 /// Payload bytes carried by one data record. A power of two so the programs can bound lengths with
 /// a mask the verifier understands.
 pub const CHUNK_BYTES: usize = 16 * 1024;
-/// Upper bound on data records emitted for one syscall (budget = `MAX_CHUNKS * CHUNK_BYTES`).
+/// Data records one syscall is guaranteed (budget >= `MAX_CHUNKS * CHUNK_BYTES` = 1 MiB).
 pub const MAX_CHUNKS: u32 = 64;
 /// Upper bound on iovec entries walked for readv/writev/sendmsg/recvmsg.
 pub const MAX_IOV: u32 = 16;
+/// Iterations of the payload walk for one syscall: each one either emits a chunk or steps to the
+/// next iovec entry, so any syscall gets at least `MAX_CHUNKS` chunks. Bytes beyond the walk are
+/// counted in [`counter::TRUNCATED_BYTES`].
+pub const MAX_STEPS: u32 = MAX_CHUNKS + MAX_IOV;
 
 /// Direction of a data record, seen from the traced process.
 pub const DIR_READ: u8 = 0;

@@ -1,3 +1,5 @@
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
@@ -9,7 +11,7 @@ use aya_ebpf::{
 };
 use kreplay_agent_ebpf::{
     CHUNK_BYTES, CONTROL_CLOSE, CONTROL_OPEN, ConnState, ControlEvent, DIR_READ, DIR_WRITE,
-    DataHeader, MAX_CHUNKS, MAX_IOV, ROLE_CLIENT, ROLE_SERVER, SockAddr, SyscallStash, conn_key,
+    DataHeader, MAX_IOV, MAX_STEPS, ROLE_CLIENT, ROLE_SERVER, SockAddr, SyscallStash, conn_key,
     counter, syscall,
 };
 
@@ -106,12 +108,17 @@ fn emit_chunk(header: &DataHeader, src: u64, len: u64) -> bool {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return false;
     };
-    // The mask gives the verifier a bound: for 1..=CHUNK_BYTES it is the identity.
-    let bounded = ((len - 1) & (CHUNK_BYTES as u64 - 1)) + 1;
     // SAFETY: scratch is this CPU's map value, large enough for HEADER_BYTES + CHUNK_BYTES.
     unsafe {
         (*scratch).header = *header;
-        (*scratch).header.len = bounded as u32;
+        // The length goes through map memory and comes back as a value the verifier knows
+        // nothing about. That stops its precision tracking here: otherwise the copy size would
+        // make the loop-carried `left`/`remaining` precise, and it could never prove the
+        // `bpf_loop` callback converges. The mask then gives it the bound it needs (and the
+        // volatile read keeps LLVM from deleting the mask, which is the identity on 1..=CHUNK).
+        core::ptr::write_volatile(&raw mut (*scratch).header.len, len as u32);
+        let len = core::ptr::read_volatile(&raw const (*scratch).header.len) as u64;
+        let bounded = (len.wrapping_sub(1) & (CHUNK_BYTES as u64 - 1)) + 1;
         let dst = (&mut (*scratch).payload).as_mut_ptr();
         let read = generated::bpf_probe_read_user(dst.cast(), bounded as u32, src as *const _);
         if read != 0 {
@@ -132,49 +139,99 @@ fn emit_chunk(header: &DataHeader, src: u64, len: u64) -> bool {
     true
 }
 
+/// State of one payload walk, kept on the program's stack and handed to [`payload_step`] by
+/// `bpf_loop`, so the verifier checks the step once instead of unrolling up to
+/// `MAX_STEPS` copies of it (which exceeds its 1M-instruction budget).
+#[repr(C)]
+struct PayloadWalk {
+    header: DataHeader,
+    /// Transferred bytes not yet emitted or counted.
+    remaining: u64,
+    /// Current user buffer and the bytes left in it.
+    base: u64,
+    left: u64,
+    /// iovec array (0 for single-buffer syscalls), its length and the next entry to read.
+    iov: u64,
+    iov_count: u64,
+    next_iov: u64,
+}
+
+/// Return values of a `bpf_loop` callback.
+const LOOP_CONTINUE: i64 = 0;
+const LOOP_BREAK: i64 = 1;
+
+/// One `bpf_loop` iteration: either moves to the next iovec entry or emits one chunk.
+#[inline(always)]
+fn step(walk: &mut PayloadWalk) -> i64 {
+    if walk.remaining == 0 {
+        return LOOP_BREAK;
+    }
+    if walk.left == 0 {
+        // `iov_count` is clamped to MAX_IOV by the caller. Comparing the loop counters only with
+        // values the verifier cannot know keeps them imprecise, so it can widen them and prove the
+        // callback once instead of once per iteration.
+        if walk.next_iov >= walk.iov_count {
+            return LOOP_BREAK;
+        }
+        // struct iovec { void *iov_base; size_t iov_len; }
+        // SAFETY: checked probe read of user memory.
+        let entry = unsafe { bpf_probe_read_user((walk.iov + walk.next_iov * 16) as *const [u64; 2]) };
+        let Ok(entry) = entry else {
+            count(counter::READ_FAULT, 1);
+            return LOOP_BREAK;
+        };
+        walk.next_iov += 1;
+        walk.base = entry[0];
+        walk.left = if entry[1] < walk.remaining { entry[1] } else { walk.remaining };
+        return LOOP_CONTINUE;
+    }
+    let len = if walk.left < CHUNK_BYTES as u64 { walk.left } else { CHUNK_BYTES as u64 };
+    emit_chunk(&walk.header, walk.base, len);
+    walk.header.pos += len;
+    walk.base += len;
+    walk.left -= len;
+    walk.remaining -= len;
+    LOOP_CONTINUE
+}
+
+/// The `bpf_loop` callback (a BPF subprogram: never inlined, C ABI).
+#[inline(never)]
+extern "C" fn payload_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `PayloadWalk` on the calling program's stack (see `emit_payload`).
+    step(unsafe { &mut *ctx.cast::<PayloadWalk>() })
+}
+
 /// Emits `total` transferred bytes that live either in one buffer (`iov_count == 0`, `first_base`)
 /// or in an iovec array. Returns nothing: every record carries its own position, so a record lost
 /// here shows up as a gap in user space, and the count of lost bytes is in the counters.
 #[inline(always)]
-fn emit_payload(header: &mut DataHeader, first_base: u64, iov: u64, iov_count: u64, total: u64) {
-    let mut remaining = total;
-    let mut base = first_base;
-    let mut left = if iov_count == 0 { total } else { 0 };
-    let mut next_iov: u64 = 0;
-    let mut chunks: u32 = 0;
-    for _ in 0..(MAX_CHUNKS + MAX_IOV) {
-        if remaining == 0 {
-            break;
-        }
-        if left == 0 {
-            if next_iov >= iov_count || next_iov >= MAX_IOV as u64 {
-                break;
-            }
-            // struct iovec { void *iov_base; size_t iov_len; }
-            // SAFETY: checked probe read of user memory.
-            let Ok(entry) = (unsafe { bpf_probe_read_user((iov + next_iov * 16) as *const [u64; 2]) })
-            else {
-                count(counter::READ_FAULT, 1);
-                break;
-            };
-            next_iov += 1;
-            base = entry[0];
-            left = if entry[1] < remaining { entry[1] } else { remaining };
-            continue;
-        }
-        if chunks >= MAX_CHUNKS {
-            break;
-        }
-        let len = if left < CHUNK_BYTES as u64 { left } else { CHUNK_BYTES as u64 };
-        emit_chunk(header, base, len);
-        header.pos += len;
-        base += len;
-        left -= len;
-        remaining -= len;
-        chunks += 1;
+fn emit_payload(header: &DataHeader, first_base: u64, iov: u64, iov_count: u64, total: u64) {
+    let mut walk = PayloadWalk {
+        header: *header,
+        remaining: total,
+        base: first_base,
+        left: if iov == 0 { total } else { 0 },
+        iov,
+        iov_count: if iov == 0 || iov_count == 0 {
+            0
+        } else if iov_count < MAX_IOV as u64 {
+            iov_count
+        } else {
+            MAX_IOV as u64
+        },
+        next_iov: 0,
+    };
+    // SAFETY: the callback only touches `walk`, which outlives the call.
+    unsafe {
+        generated::bpf_loop(
+            MAX_STEPS,
+            payload_step as *mut c_void,
+            (&raw mut walk).cast(),
+            0,
+        );
     }
-    if remaining > 0 {
-        count(counter::TRUNCATED_BYTES, remaining);
+    if walk.remaining > 0 {
+        count(counter::TRUNCATED_BYTES, walk.remaining);
     }
 }
 
@@ -279,7 +336,7 @@ fn on_data(pid_tgid: u64, stash: &SyscallStash, transferred: u64) {
         }
         ((*conn).generation, pos)
     };
-    let mut header = DataHeader {
+    let header = DataHeader {
         ts_ns: unsafe { bpf_ktime_get_ns() },
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         pid_tgid,
@@ -291,15 +348,15 @@ fn on_data(pid_tgid: u64, stash: &SyscallStash, transferred: u64) {
         _pad: [0; 7],
     };
     match stash.kind {
-        syscall::READ | syscall::WRITE => emit_payload(&mut header, stash.ptr, 0, 0, transferred),
+        syscall::READ | syscall::WRITE => emit_payload(&header, stash.ptr, 0, 0, transferred),
         syscall::READV | syscall::WRITEV => {
-            emit_payload(&mut header, 0, stash.ptr, stash.count, transferred)
+            emit_payload(&header, 0, stash.ptr, stash.count, transferred)
         }
         _ => {
             // struct msghdr { name; namelen(+pad); msg_iov @16; msg_iovlen @24; ... }
             // SAFETY: checked probe read of user memory.
             match unsafe { bpf_probe_read_user((stash.ptr + 16) as *const [u64; 2]) } {
-                Ok(iov) => emit_payload(&mut header, 0, iov[0], iov[1], transferred),
+                Ok(iov) => emit_payload(&header, 0, iov[0], iov[1], transferred),
                 Err(_) => count(counter::READ_FAULT, 1),
             }
         }
