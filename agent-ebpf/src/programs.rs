@@ -2,8 +2,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_probe_read_user, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated,
     },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -95,7 +95,11 @@ fn stash_enter(ctx: &TracePointContext, kind: u32, ptr_arg: u64, count_arg: u64)
         kind,
         fd: arg(ctx, 0) as u32,
         ptr: arg(ctx, ptr_arg),
-        count: if count_arg == u64::MAX { 0 } else { arg(ctx, count_arg) },
+        count: if count_arg == u64::MAX {
+            0
+        } else {
+            arg(ctx, count_arg)
+        },
     };
     // An LRU map: a missed exit can never leak an entry.
     let _ = STASH.insert(&pid_tgid, &stash, 0);
@@ -175,17 +179,26 @@ fn step(walk: &mut PayloadWalk) -> i64 {
         }
         // struct iovec { void *iov_base; size_t iov_len; }
         // SAFETY: checked probe read of user memory.
-        let entry = unsafe { bpf_probe_read_user((walk.iov + walk.next_iov * 16) as *const [u64; 2]) };
+        let entry =
+            unsafe { bpf_probe_read_user((walk.iov + walk.next_iov * 16) as *const [u64; 2]) };
         let Ok(entry) = entry else {
             count(counter::READ_FAULT, 1);
             return LOOP_BREAK;
         };
         walk.next_iov += 1;
         walk.base = entry[0];
-        walk.left = if entry[1] < walk.remaining { entry[1] } else { walk.remaining };
+        walk.left = if entry[1] < walk.remaining {
+            entry[1]
+        } else {
+            walk.remaining
+        };
         return LOOP_CONTINUE;
     }
-    let len = if walk.left < CHUNK_BYTES as u64 { walk.left } else { CHUNK_BYTES as u64 };
+    let len = if walk.left < CHUNK_BYTES as u64 {
+        walk.left
+    } else {
+        CHUNK_BYTES as u64
+    };
     emit_chunk(&walk.header, walk.base, len);
     walk.header.pos += len;
     walk.base += len;
@@ -270,7 +283,11 @@ fn send_control(event: &ControlEvent) {
 #[inline(always)]
 fn open_connection(pid_tgid: u64, fd: u32, role: u32, peer: SockAddr) {
     let now = unsafe { bpf_ktime_get_ns() };
-    let state = ConnState { generation: now, role, ..Default::default() };
+    let state = ConnState {
+        generation: now,
+        role,
+        ..Default::default()
+    };
     let _ = CONNS.insert(&conn_key((pid_tgid >> 32) as u32, fd), &state, 0);
     send_control(&ControlEvent {
         ts_ns: now,
@@ -324,11 +341,18 @@ fn on_data(pid_tgid: u64, stash: &SyscallStash, transferred: u64) {
     let Some(conn) = CONNS.get_ptr_mut(&key) else {
         return; // not a connection the target accepted or opened
     };
-    let reading = matches!(stash.kind, syscall::READ | syscall::READV | syscall::RECVMSG);
+    let reading = matches!(
+        stash.kind,
+        syscall::READ | syscall::READV | syscall::RECVMSG
+    );
     // SAFETY: map value pointer; racing threads on one fd at worst disorder positions, which user
     // space detects.
     let (generation, pos) = unsafe {
-        let pos = if reading { (*conn).read_pos } else { (*conn).write_pos };
+        let pos = if reading {
+            (*conn).read_pos
+        } else {
+            (*conn).write_pos
+        };
         if reading {
             (*conn).read_pos += transferred;
         } else {
@@ -379,17 +403,17 @@ macro_rules! data_syscall {
 
 // (fd, buf, count) for read/write; (fd, vec, vlen) for readv/writev; (fd, buf, len, ...) for
 // recvfrom/sendto; (fd, msg, flags) for recvmsg/sendmsg; (fd, sockaddr, ...) for accept/connect.
-data_syscall!(enter_read, exit_read, "sys_enter_read", "sys_exit_read", syscall::READ, 1, 2);
-data_syscall!(enter_write, exit_write, "sys_enter_write", "sys_exit_write", syscall::WRITE, 1, 2);
-data_syscall!(enter_readv, exit_readv, "sys_enter_readv", "sys_exit_readv", syscall::READV, 1, 2);
-data_syscall!(enter_writev, exit_writev, "sys_enter_writev", "sys_exit_writev", syscall::WRITEV, 1, 2);
-data_syscall!(enter_recvfrom, exit_recvfrom, "sys_enter_recvfrom", "sys_exit_recvfrom", syscall::READ, 1, 2);
-data_syscall!(enter_sendto, exit_sendto, "sys_enter_sendto", "sys_exit_sendto", syscall::WRITE, 1, 2);
-data_syscall!(enter_recvmsg, exit_recvmsg, "sys_enter_recvmsg", "sys_exit_recvmsg", syscall::RECVMSG, 1, u64::MAX);
-data_syscall!(enter_sendmsg, exit_sendmsg, "sys_enter_sendmsg", "sys_exit_sendmsg", syscall::SENDMSG, 1, u64::MAX);
-data_syscall!(enter_accept, exit_accept, "sys_enter_accept", "sys_exit_accept", syscall::ACCEPT, 1, u64::MAX);
-data_syscall!(enter_accept4, exit_accept4, "sys_enter_accept4", "sys_exit_accept4", syscall::ACCEPT, 1, u64::MAX);
-data_syscall!(enter_connect, exit_connect, "sys_enter_connect", "sys_exit_connect", syscall::CONNECT, 1, u64::MAX);
+data_syscall! { enter_read, exit_read, "sys_enter_read", "sys_exit_read", syscall::READ, 1, 2 }
+data_syscall! { enter_write, exit_write, "sys_enter_write", "sys_exit_write", syscall::WRITE, 1, 2 }
+data_syscall! { enter_readv, exit_readv, "sys_enter_readv", "sys_exit_readv", syscall::READV, 1, 2 }
+data_syscall! { enter_writev, exit_writev, "sys_enter_writev", "sys_exit_writev", syscall::WRITEV, 1, 2 }
+data_syscall! { enter_recvfrom, exit_recvfrom, "sys_enter_recvfrom", "sys_exit_recvfrom", syscall::READ, 1, 2 }
+data_syscall! { enter_sendto, exit_sendto, "sys_enter_sendto", "sys_exit_sendto", syscall::WRITE, 1, 2 }
+data_syscall! { enter_recvmsg, exit_recvmsg, "sys_enter_recvmsg", "sys_exit_recvmsg", syscall::RECVMSG, 1, u64::MAX }
+data_syscall! { enter_sendmsg, exit_sendmsg, "sys_enter_sendmsg", "sys_exit_sendmsg", syscall::SENDMSG, 1, u64::MAX }
+data_syscall! { enter_accept, exit_accept, "sys_enter_accept", "sys_exit_accept", syscall::ACCEPT, 1, u64::MAX }
+data_syscall! { enter_accept4, exit_accept4, "sys_enter_accept4", "sys_exit_accept4", syscall::ACCEPT, 1, u64::MAX }
+data_syscall! { enter_connect, exit_connect, "sys_enter_connect", "sys_exit_connect", syscall::CONNECT, 1, u64::MAX }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_close")]
 pub fn enter_close(ctx: TracePointContext) -> u32 {

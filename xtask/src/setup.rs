@@ -1,9 +1,14 @@
 //! Idempotent installation of everything builds and tests need on a fresh machine of this kind
-//! (Debian 12, root, rustup with stable and nightly). A warm machine pays only the checks.
+//! (Debian 12, root, rustup with stable and nightly). A warm machine pays only the checks: one
+//! `dpkg-query`, two `rustup` queries, `bpf-linker --version` and a stat of tracefs.
+//!
+//! The recipe is the verified one in `shared/TOOLCHAIN.md`; keep the two in step.
 
-use anyhow::Context;
+use std::path::{Path, PathBuf};
 
-use crate::util::{have, output, run};
+use anyhow::{Context, bail};
+
+use crate::util::{self, have, output};
 
 /// Debian packages: LLVM for bpf-linker, protoc for tonic, the servers and clients tests drive.
 const APT_PACKAGES: &[&str] = &[
@@ -18,50 +23,123 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// bpf-linker must link an LLVM at least as new as the nightly rustc's (22).
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const TRACEFS: &str = "/sys/kernel/tracing";
 
+fn is_root() -> bool {
+    output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0")
+}
+
+fn need_root(what: &str) -> anyhow::Result<()> {
+    if is_root() {
+        Ok(())
+    } else {
+        bail!("{what} needs root: run `cargo xtask setup` as root (CI runs as root)")
+    }
+}
+
+/// Packages not in state "install ok installed", in one `dpkg-query` call.
 fn missing_apt_packages() -> Vec<&'static str> {
+    // dpkg-query exits non-zero when a package is unknown but still prints the known ones.
+    let listed = std::process::Command::new("dpkg-query")
+        .arg("-W")
+        .arg("-f=${Package} ${Status}\n")
+        .args(APT_PACKAGES)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
     APT_PACKAGES
         .iter()
         .copied()
-        .filter(|p| {
-            output("dpkg-query", &["-W", "-f=${Status}", p])
-                .is_none_or(|s| !s.contains("install ok installed"))
+        .filter(|package| {
+            !listed.lines().any(|line| {
+                line.split_once(' ').is_some_and(|(name, status)| {
+                    // Multi-arch packages are listed as name:arch.
+                    name.split(':').next() == Some(*package)
+                        && status.trim() == "install ok installed"
+                })
+            })
         })
         .collect()
 }
 
-pub fn run_apt() -> anyhow::Result<()> {
+fn apt() -> anyhow::Result<()> {
     let missing = missing_apt_packages();
     if missing.is_empty() {
         return Ok(());
     }
-    run("apt-get", &["update", "-qq"], &[])?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(missing);
-    run("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
+    need_root(&format!("installing {}", missing.join(" ")))?;
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    // Only a machine that needs packages pays for the index update.
+    util::run("apt-get", &["update"], &env)?;
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    util::run("apt-get", &args, &env)?;
+    let still = missing_apt_packages();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(" "));
+    }
+    Ok(())
 }
 
 fn nightly_rust_src() -> anyhow::Result<()> {
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .unwrap_or_default();
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
-        return Ok(());
+    if !have("rustup") {
+        bail!("rustup is not on PATH; install it (https://rustup.rs) with the stable toolchain");
     }
     if output("rustup", &["run", "nightly", "rustc", "--version"]).is_none() {
-        run("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"], &[])?;
+        // TOOLCHAIN.md: the image carries nightly 1.97; a newer nightly may need a newer LLVM
+        // for bpf-linker. The fallback without nightly is stable + rust-src + RUSTC_BOOTSTRAP=1.
+        util::run(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+            &[],
+        )?;
     }
-    run("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"], &[])
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
+    if installed
+        .lines()
+        .any(|line| line.trim().starts_with("rust-src"))
+    {
+        return Ok(());
+    }
+    util::run(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+        &[],
+    )
+}
+
+/// Where `cargo install` puts binaries: `$CARGO_HOME/bin`, by default `~/.cargo/bin`.
+fn cargo_bin_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        return Some(PathBuf::from(home).join("bin"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin"))
+}
+
+fn bpf_linker_version() -> Option<String> {
+    output("bpf-linker", &["--version"]).or_else(|| {
+        let path = cargo_bin_dir()?.join("bpf-linker");
+        output(path.to_str()?, &["--version"])
+    })
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    if let Some(version) = output("bpf-linker", &["--version"]) {
-        if version.contains(BPF_LINKER_VERSION) {
-            return Ok(());
-        }
+    if bpf_linker_version().is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION)) {
+        return Ok(());
     }
-    // bpf-linker must link an LLVM at least as new as rustc's (22); see TOOLCHAIN.md.
+    if !Path::new(LLVM_PREFIX).join("lib").exists() {
+        bail!("{LLVM_PREFIX} is missing: llvm-22-dev did not install");
+    }
+    // Exactly the TOOLCHAIN.md command. Without LLVM_PREFIX the build looks in /usr and fails
+    // with `unable to find library -lLLVM`.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(
+    util::run(
         &cargo,
         &[
             "install",
@@ -73,24 +151,30 @@ fn bpf_linker() -> anyhow::Result<()> {
             "--features",
             "llvm-22",
         ],
-        &[("LLVM_PREFIX", "/usr/lib/llvm-22"), ("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")],
-    )
+        &[("LLVM_PREFIX", LLVM_PREFIX)],
+    )?;
+    if bpf_linker_version().is_none() {
+        bail!("bpf-linker installed but not runnable; is ~/.cargo/bin on PATH?");
+    }
+    Ok(())
 }
 
 fn tracefs() -> anyhow::Result<()> {
-    if std::path::Path::new("/sys/kernel/tracing/events/syscalls").exists() {
+    if Path::new(TRACEFS).join("events/syscalls").exists() {
         return Ok(());
     }
-    run("mount", &["-t", "tracefs", "nodev", "/sys/kernel/tracing"], &[])
+    need_root("mounting tracefs")?;
+    util::run("mount", &["-t", "tracefs", "nodev", TRACEFS], &[])?;
+    if !Path::new(TRACEFS).join("events/syscalls").exists() {
+        bail!("{TRACEFS} is mounted but has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS?)");
+    }
+    Ok(())
 }
 
 pub fn run() -> anyhow::Result<()> {
-    run_apt().context("installing Debian packages")?;
-    nightly_rust_src().context("installing nightly rust-src")?;
+    apt().context("installing Debian packages")?;
+    nightly_rust_src().context("installing the nightly toolchain and rust-src")?;
     bpf_linker().context("installing bpf-linker")?;
     tracefs().context("mounting tracefs")?;
-    if !have("nginx") && !std::path::Path::new("/usr/sbin/nginx").exists() {
-        anyhow::bail!("nginx is still missing after setup");
-    }
     Ok(())
 }
