@@ -151,9 +151,15 @@ mod tests {
         let s = Secret::new("abc".into());
         assert_eq!(s.check_bearer(None), Err(BearerError::Missing));
         assert_eq!(s.check_bearer(Some(b"abc")), Err(BearerError::Missing));
-        assert_eq!(s.check_bearer(Some(b"Basic abc")), Err(BearerError::Missing));
+        assert_eq!(
+            s.check_bearer(Some(b"Basic abc")),
+            Err(BearerError::Missing)
+        );
         assert_eq!(s.check_bearer(Some(b"Bearer ")), Err(BearerError::Missing));
-        assert_eq!(s.check_bearer(Some(b"Bearer abd")), Err(BearerError::Invalid));
+        assert_eq!(
+            s.check_bearer(Some(b"Bearer abd")),
+            Err(BearerError::Invalid)
+        );
         assert_eq!(s.check_bearer(Some(b"Bearer abc")), Ok(()));
         assert_eq!(s.check_bearer(Some(b"bearer abc")), Ok(()));
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");

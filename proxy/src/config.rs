@@ -257,10 +257,9 @@ deployments:
     fn rejects_unknown_fields() {
         let err = Config::from_yaml("listen: 127.0.0.1:1\nlisten_typo: 1\n").unwrap_err();
         assert!(err.to_string().contains("listen_typo"), "{err}");
-        let err = Config::from_yaml(
-            "deployments:\n  - {name: a, command: [x], port: 1, replica: 2}\n",
-        )
-        .unwrap_err();
+        let err =
+            Config::from_yaml("deployments:\n  - {name: a, command: [x], port: 1, replica: 2}\n")
+                .unwrap_err();
         assert!(err.to_string().contains("replica"), "{err}");
     }
 

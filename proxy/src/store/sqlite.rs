@@ -342,8 +342,9 @@ impl Store for SqliteStore {
 
     fn session_agents(&self, record_id: &str) -> Result<Vec<String>, StoreError> {
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare("SELECT agent_id FROM session_agents WHERE record_id = ?1 ORDER BY agent_id")?;
+        let mut stmt = conn.prepare(
+            "SELECT agent_id FROM session_agents WHERE record_id = ?1 ORDER BY agent_id",
+        )?;
         let rows = stmt.query_map([record_id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -357,9 +358,8 @@ impl Store for SqliteStore {
         let mut slots: HashMap<String, Option<SessionSlot>> = HashMap::new();
         let mut out = Vec::with_capacity(cases.len());
         {
-            let mut exists = tx.prepare_cached(
-                "SELECT 1 FROM test_cases WHERE agent_id = ?1 AND seq = ?2",
-            )?;
+            let mut exists =
+                tx.prepare_cached("SELECT 1 FROM test_cases WHERE agent_id = ?1 AND seq = ?2")?;
             let mut slot_q = tx.prepare_cached(
                 "SELECT namespace, deployment, test_set, next_case FROM record_sessions WHERE record_id = ?1",
             )?;
@@ -437,9 +437,8 @@ impl Store for SqliteStore {
                     },
                 }));
             }
-            let mut bump = tx.prepare_cached(
-                "UPDATE record_sessions SET next_case = ?2 WHERE record_id = ?1",
-            )?;
+            let mut bump = tx
+                .prepare_cached("UPDATE record_sessions SET next_case = ?2 WHERE record_id = ?1")?;
             for (record_id, slot) in &slots {
                 if let Some(slot) = slot {
                     bump.execute(params![record_id, slot.next_case])?;

@@ -1,0 +1,104 @@
+//! The REST API (SPEC.md). Public routes: `/healthz`, `/shared-token/info`; everything else needs
+//! `Authorization: Bearer <shared token>`. Every error is JSON (`error::ApiError`).
+
+pub mod error;
+mod misc;
+mod record;
+mod testcases;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::header::AUTHORIZATION,
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    agents::AgentHub,
+    auth::{BearerError, SharedToken},
+    config::Config,
+    orchestrator::Orchestrator,
+    recording::RecordingManager,
+    store::SharedStore,
+};
+pub use error::ApiError;
+
+/// Request bodies above this get 413.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Everything a handler may need.
+pub struct Ctx {
+    pub config: Config,
+    pub store: SharedStore,
+    pub hub: Arc<AgentHub>,
+    pub orchestrator: Arc<dyn Orchestrator>,
+    pub recording: Arc<RecordingManager>,
+    pub shared_token: SharedToken,
+    /// Ends NDJSON streams on graceful shutdown.
+    pub shutdown: CancellationToken,
+}
+
+pub type AppState = Arc<Ctx>;
+
+impl Ctx {
+    /// Applies namespace scoping (SPEC section 3) to a namespace named by a request.
+    pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+        match (&self.config.watch_namespace, requested) {
+            (Some(scoped), Some(ns)) if !ns.is_empty() && ns != scoped => Err(ApiError::forbidden(
+                format!("this proxy is scoped to namespace \"{scoped}\""),
+            )),
+            (Some(scoped), _) => Ok(Some(scoped.clone())),
+            (None, Some(ns)) if !ns.is_empty() => Ok(Some(ns.to_owned())),
+            (None, _) => Ok(None),
+        }
+    }
+}
+
+async fn require_shared_token(
+    State(ctx): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    match ctx.shared_token.secret.check_bearer(header) {
+        Ok(()) => Ok(next.run(request).await),
+        Err(BearerError::Missing) => Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "missing or malformed Authorization header (expected: Bearer <shared token>)",
+        )),
+        Err(BearerError::Invalid) => Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "Invalid token",
+        )),
+    }
+}
+
+pub fn router(ctx: AppState) -> Router {
+    let protected = Router::new()
+        .route("/deployments", get(misc::deployments))
+        .route("/record/start", post(record::start))
+        .route("/record/stop", post(record::stop))
+        .route("/record/status", get(record::status))
+        .route("/record/active", get(record::active))
+        .route("/k8s-proxy/health", get(misc::healthz))
+        .route("/k8s-proxy/testcases", get(testcases::list))
+        .route("/k8s-proxy/testcases/detail", get(testcases::detail))
+        .route("/k8s-proxy/testcases/testsets", get(testcases::test_sets))
+        .route_layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            require_shared_token,
+        ));
+    Router::new()
+        .route("/healthz", get(misc::healthz))
+        .route("/shared-token/info", get(misc::shared_token_info))
+        .merge(protected)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ctx)
+}
