@@ -307,6 +307,11 @@ fn on_exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the remove below.
     let Some(stash) = (unsafe { STASH.get(&pid_tgid) }).copied() else {
+        // Most exits belong to processes we do not trace; only a target's miss is a loss (the
+        // agent attached while the syscall was in flight, or the stash was evicted).
+        if is_target(pid_tgid) {
+            count(counter::STASH_MISS, 1);
+        }
         return 0;
     };
     let _ = STASH.remove(&pid_tgid);
