@@ -42,6 +42,23 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     let agent_token = load_or_create_agent_token(&agent_token_path)
         .with_context(|| format!("agent token {}", agent_token_path.display()))?;
 
+    // Bind everything first: a taken port fails start-up before any deployment is started.
+    let grpc_listener = bind(config.grpc_listen, "gRPC (agents)").await?;
+    let tls_listener = match config.tls {
+        true => Some((
+            bind(config.listen, "REST (TLS)").await?,
+            tls_config(&config).context("TLS listener")?,
+        )),
+        false => None,
+    };
+    let plain_listener = match config.insecure {
+        true => Some(bind(config.insecure_listen, "REST (plain HTTP, insecure)").await?),
+        false => None,
+    };
+    if tls_listener.is_none() && plain_listener.is_none() {
+        anyhow::bail!("no REST listener: enable `tls` or `insecure` in the config");
+    }
+
     let shutdown = CancellationToken::new();
     let orchestrator: Arc<dyn Orchestrator> = LocalOrchestrator::start(&config, shutdown.clone())
         .context("starting local deployments")?;
@@ -63,7 +80,6 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
         recording: recording.clone(),
         agent_token,
     };
-    let grpc_listener = bind(config.grpc_listen, "gRPC (agents)").await?;
     let grpc = tokio::spawn(serve_grpc(grpc_listener, ingest, shutdown.clone()));
 
     let ctx = Arc::new(Ctx {
@@ -77,9 +93,7 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     });
     let router = api::router(ctx);
     let mut rest = Vec::new();
-    if config.tls {
-        let tls = tls_config(&config).context("TLS listener")?;
-        let listener = bind(config.listen, "REST (TLS)").await?;
+    if let Some((listener, tls)) = tls_listener {
         rest.push(tokio::spawn(serve_tls(
             listener,
             router.clone(),
@@ -87,8 +101,7 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
-    if config.insecure {
-        let listener = bind(config.insecure_listen, "REST (plain HTTP, insecure)").await?;
+    if let Some(listener) = plain_listener {
         let cancel = shutdown.clone();
         rest.push(tokio::spawn(async move {
             axum::serve(listener, router)
@@ -96,9 +109,6 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
                 .await
                 .context("plain REST listener")
         }));
-    }
-    if rest.is_empty() {
-        anyhow::bail!("no REST listener: enable `tls` or `insecure` in the config");
     }
 
     shutdown_signal().await;
