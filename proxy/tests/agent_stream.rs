@@ -27,7 +27,9 @@ fn free_port() -> u16 {
 }
 
 struct ProxyProcess {
-    child: Child,
+    child: Option<Child>,
+    config_path: PathBuf,
+    dir: PathBuf,
     rest: String,
     grpc: String,
     token: String,
@@ -47,18 +49,38 @@ impl ProxyProcess {
             "data_dir": data_dir,
             "deployments": [{
                 "name": name,
-                "command": ["python3", "-m", "http.server", "${PORT}", "--bind", "127.0.0.1"],
+                "command": ["/usr/bin/python3", "-m", "http.server", "${PORT}", "--bind", "127.0.0.1"],
                 "working_dir": dir,
                 "port": app,
             }],
         });
         let config_path = dir.join("proxy.yaml");
         std::fs::write(&config_path, config.to_string()).unwrap();
-        let token_file = dir.join("token");
-        let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
+        let mut proxy = Self {
+            child: None,
+            config_path,
+            dir: dir.to_owned(),
+            rest: format!("http://127.0.0.1:{rest}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            token: String::new(),
+            data_dir,
+            cgroup: PathBuf::from("/sys/fs/cgroup/unified/kreplay/default").join(name),
+        };
+        proxy.spawn();
+        proxy
+    }
+
+    fn spawn(&mut self) {
+        let token_file = self.dir.join("token");
+        let _ = std::fs::remove_file(&token_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("proxy.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kreplay-proxy"))
             .arg("--config")
-            .arg(&config_path)
+            .arg(&self.config_path)
             .arg("--token-file")
             .arg(&token_file)
             .stdin(Stdio::null())
@@ -66,8 +88,9 @@ impl ProxyProcess {
             .stderr(log)
             .spawn()
             .unwrap();
+        self.child = Some(child);
         let start = Instant::now();
-        let token = loop {
+        self.token = loop {
             if let Ok(t) = std::fs::read_to_string(&token_file)
                 && t.trim().len() == 64
             {
@@ -79,22 +102,36 @@ impl ProxyProcess {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let cgroup = PathBuf::from("/sys/fs/cgroup/unified/kreplay/default").join(name);
-        let proxy = Self {
-            child,
-            rest: format!("http://127.0.0.1:{rest}"),
-            grpc: format!("http://127.0.0.1:{grpc}"),
-            token,
-            data_dir,
-            cgroup,
-        };
         for _ in 0..200 {
-            if proxy.curl("GET", "/healthz", None).0 == 200 {
-                return proxy;
+            if self.curl("GET", "/healthz", None).0 == 200 {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("proxy /healthz never answered");
+    }
+
+    /// SIGKILL and start again on the same config and data dir.
+    fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
+    fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.curl("GET", "/deployments", None).1[0]["readyReplicas"] == 1 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the deployment never became ready");
+    }
+
+    fn app_pids(&self) -> String {
+        std::fs::read_to_string(self.cgroup.join("0/cgroup.procs")).unwrap_or_default()
     }
 
     fn rest(&self) -> Rest {
@@ -154,8 +191,10 @@ impl Rest {
 
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let replica = self.cgroup.join("0");
         let _ = std::fs::write(replica.join("cgroup.kill"), "1");
         std::thread::sleep(Duration::from_millis(100));
@@ -454,5 +493,102 @@ async fn agents_need_the_agent_token() {
         proxy.curl("GET", "/healthz", None).0,
         200,
         "proxy still serves"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_restart_mid_recording_resumes_the_session_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = ProxyProcess::start(dir.path(), "agent-restart-test");
+    let mut agent = ScriptedAgent::connect(&proxy, "agent-restart-1").await;
+    agent.targets().await;
+    let r = proxy.rest();
+    let start = tokio::task::spawn_blocking(move || {
+        r.call(
+            "POST",
+            "/record/start",
+            Some(r#"{"deployment":"agent-restart-test"}"#),
+        )
+    });
+    let (version, records) = agent.targets().await;
+    let record_id = records[0].clone();
+    agent
+        .send(1, Body::TargetsApplied(TargetsApplied { version }))
+        .await;
+    assert_eq!(start.await.unwrap().0, 200);
+    for n in 1..=3 {
+        agent.send(1 + u64::from(n), exchange(&record_id, n)).await;
+    }
+    agent.ack_at_least(4).await;
+    // Captured while the proxy is down: sent (unacknowledged) into a dying stream.
+    agent.send(5, exchange(&record_id, 4)).await;
+    proxy.wait_ready();
+    let app_before = proxy.app_pids();
+    assert!(!app_before.trim().is_empty(), "the deployment runs");
+    proxy.kill_and_restart();
+    assert_eq!(
+        proxy.app_pids(),
+        app_before,
+        "the deployment was adopted, not restarted"
+    );
+
+    // The agent reconnects and resends everything unacknowledged (here: from seq 5).
+    let mut agent = ScriptedAgent::connect(&proxy, "agent-restart-1").await;
+    let (version, records) = agent.targets().await;
+    assert_eq!(
+        records,
+        [record_id.clone()],
+        "the resumed session is targeted again"
+    );
+    agent.send(5, exchange(&record_id, 4)).await;
+    agent.send(6, exchange(&record_id, 5)).await;
+    agent
+        .send(7, Body::TargetsApplied(TargetsApplied { version }))
+        .await;
+    agent.ack_at_least(7).await;
+
+    let r = proxy.rest();
+    let id = record_id.clone();
+    let stop = tokio::task::spawn_blocking(move || {
+        r.call(
+            "POST",
+            "/record/stop",
+            Some(&format!(r#"{{"record_id":"{id}"}}"#)),
+        )
+    });
+    loop {
+        if let Msg::Flush(_) = agent.next().await {
+            break;
+        }
+    }
+    agent
+        .send(
+            8,
+            Body::Flushed(SessionFlushed {
+                record_id: record_id.clone(),
+            }),
+        )
+        .await;
+    assert_eq!(stop.await.unwrap().0, 200);
+    let (_, cases) = proxy.curl(
+        "GET",
+        &format!("/k8s-proxy/testcases?record_id={record_id}"),
+        None,
+    );
+    let targets: Vec<&str> = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["req"]["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "/items/1?q=1",
+            "/items/2?q=1",
+            "/items/3?q=1",
+            "/items/4?q=1",
+            "/items/5?q=1"
+        ]
     );
 }
