@@ -73,16 +73,34 @@ enum Protocol {
     Other,
 }
 
+/// A connection that is over but may still have data in flight in the data ring.
+#[derive(Debug, Clone, Copy)]
+struct Closing {
+    /// Final stream positions (read, write) from the close event; `None` when the close itself was
+    /// never seen (the fd was reused or the process exited), so the end is unknown.
+    final_pos: Option<[u64; 2]>,
+    /// Monotonic time the end was noticed; the grace period runs from here.
+    at_ns: u64,
+}
+
 struct Tracked {
     meta: ConnMeta,
     protocol: Protocol,
     http: http1::Connection,
     /// Next expected stream position, indexed by DIR_READ / DIR_WRITE.
     next_pos: [u64; 2],
-    /// Final positions and the time the close was seen.
-    closing: Option<([u64; 2], u64)>,
+    closing: Option<Closing>,
     exchanges: u32,
     last_ts_ns: u64,
+}
+
+impl Tracked {
+    /// Every byte up to the close positions has been seen.
+    fn caught_up(&self) -> bool {
+        self.closing.and_then(|c| c.final_pos).is_some_and(|final_pos| {
+            self.next_pos[0] >= final_pos[0] && self.next_pos[1] >= final_pos[1]
+        })
+    }
 }
 
 impl Tracked {
@@ -156,16 +174,14 @@ impl ConnectionTable {
             exchanges: 0,
             last_ts_ns: event.ts_ns,
         };
-        // A reused (tgid, fd) with a new generation is a new connection; the old one, if its close
-        // was lost, is finalised now.
-        let stale: Vec<ConnId> = self
-            .conns
-            .keys()
-            .filter(|id| id.tgid == tracked.meta.tgid && id.fd == event.fd)
-            .copied()
-            .collect();
-        for id in stale {
-            self.finalize(id, event.ts_ns);
+        // A reused (tgid, fd) with a new generation is a new connection. The old one keeps its own
+        // id (the generation differs) so its data still in the data ring is not lost: if its close
+        // was seen it is already waiting for that data; if not, the close was lost and it is
+        // finalised after the grace period.
+        for (id, old) in self.conns.iter_mut() {
+            if id.tgid == tracked.meta.tgid && id.fd == event.fd && old.closing.is_none() {
+                old.closing = Some(Closing { final_pos: None, at_ns: event.ts_ns });
+            }
         }
         self.conns.insert(ConnId::from_control(event), tracked);
     }
@@ -209,12 +225,8 @@ impl ConnectionTable {
             conn.http.feed(direction, bytes, ts);
         }
         self.collect(id);
-        if let Some(conn) = self.conns.get(&id) {
-            if let Some((final_pos, _)) = conn.closing {
-                if conn.next_pos[0] >= final_pos[0] && conn.next_pos[1] >= final_pos[1] {
-                    self.finalize(id, header.ts_ns);
-                }
-            }
+        if self.conns.get(&id).is_some_and(Tracked::caught_up) {
+            self.finalize(id, header.ts_ns);
         }
         true
     }
@@ -224,12 +236,37 @@ impl ConnectionTable {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let final_pos = [event.read_pos, event.write_pos];
-        if conn.next_pos[0] >= final_pos[0] && conn.next_pos[1] >= final_pos[1] {
+        conn.closing = Some(Closing {
+            final_pos: Some([event.read_pos, event.write_pos]),
+            at_ns: event.ts_ns,
+        });
+        if conn.caught_up() {
             self.finalize(id, event.ts_ns);
-        } else {
-            conn.closing = Some((final_pos, event.ts_ns));
         }
+    }
+
+    /// The process `tgid` is gone: its connections end without a close event (the kernel closes
+    /// the fds of an exiting process without a close syscall). They are finalised after the grace
+    /// period, once any data still in the ring has been read.
+    pub fn process_gone(&mut self, tgid: u32, now_monotonic_ns: u64) {
+        for (id, conn) in self.conns.iter_mut() {
+            if id.tgid == tgid && conn.closing.is_none() {
+                conn.closing = Some(Closing { final_pos: None, at_ns: now_monotonic_ns });
+            }
+        }
+    }
+
+    /// Processes that own connections not yet closed (for the pipeline's liveness check).
+    pub fn live_tgids(&self) -> Vec<u32> {
+        let mut tgids: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing.is_none())
+            .map(|(id, _)| id.tgid)
+            .collect();
+        tgids.sort_unstable();
+        tgids.dedup();
+        tgids
     }
 
     /// Finalises closed connections whose missing data did not arrive within `grace_ns`.
@@ -238,7 +275,7 @@ impl ConnectionTable {
             .conns
             .iter()
             .filter(|(_, c)| {
-                c.closing.is_some_and(|(_, at)| now_monotonic_ns.saturating_sub(at) > grace_ns)
+                c.closing.is_some_and(|c| now_monotonic_ns.saturating_sub(c.at_ns) > grace_ns)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -266,7 +303,7 @@ impl ConnectionTable {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if let Some((final_pos, _)) = conn.closing {
+        if let Some(final_pos) = conn.closing.and_then(|c| c.final_pos) {
             for (slot, dir) in [(0usize, DIR_READ), (1usize, 1u8)] {
                 if conn.next_pos[slot] < final_pos[slot] {
                     self.stats.gaps += 1;
@@ -407,12 +444,52 @@ mod tests {
         table.on_open(&open(3, 1));
         table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ);
         table.on_open(&open(3, 2));
-        assert_eq!(table.open_connections(), 1);
+        // The old connection's close was lost: it waits out the grace period, then ends.
+        assert_eq!(table.open_connections(), 2);
         table.on_data(&data(3, 2, DIR_READ, 0, REQ.len()), REQ);
         table.on_data(&data(3, 2, DIR_WRITE, 0, RESP.len()), RESP);
         let got: Vec<_> = table.drain_exchanges().collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].conn.id, 2);
+        table.sweep(u64::MAX, 0);
+        assert_eq!(table.open_connections(), 1);
+        assert_eq!(table.stats().gaps, 0, "an unknown end is not a gap");
+    }
+
+    #[test]
+    fn control_events_read_ahead_of_the_data_lose_nothing() {
+        // The pipeline may read open(1), close(1), open(2) from the control ring before the data
+        // of connection 1 (same fd) from the data ring.
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        table.on_open(&open(3, 1));
+        table.on_close(&ControlEvent {
+            kind: CONTROL_CLOSE,
+            read_pos: REQ.len() as u64,
+            write_pos: RESP.len() as u64,
+            ..open(3, 1)
+        });
+        table.on_open(&open(3, 2));
+        assert!(table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ));
+        assert!(table.on_data(&data(3, 1, DIR_WRITE, 0, RESP.len()), RESP));
+        let got: Vec<_> = table.drain_exchanges().collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].exchange.response.body, b"hi");
+        assert_eq!(table.open_connections(), 1, "connection 1 finalised, 2 open");
+        assert_eq!(table.stats().gaps, 0);
+    }
+
+    #[test]
+    fn connections_of_an_exited_process_end_after_the_grace_period() {
+        let mut table = ConnectionTable::new(Limits::default(), 0);
+        table.on_open(&open(3, 1));
+        table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ);
+        assert_eq!(table.live_tgids(), [100]);
+        table.process_gone(100, 5_000);
+        assert!(table.live_tgids().is_empty());
+        table.sweep(5_100, 1_000);
+        assert_eq!(table.open_connections(), 1, "still within the grace period");
+        table.sweep(7_000, 1_000);
+        assert_eq!(table.open_connections(), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use kreplay_agent_ebpf::names;
+use kreplay_agent_ebpf::{counter, names};
 
 use crate::tracefs::{self, SYSCALLS};
 
@@ -27,6 +27,8 @@ pub enum LoadError {
     Tracefs(#[from] tracefs::TracefsError),
     #[error("loading the capture object: {0}")]
     Load(#[from] aya::EbpfError),
+    #[error("program {0} missing from the capture object")]
+    MissingProgram(String),
     #[error("program {name}: {source}")]
     Program { name: String, source: aya::programs::ProgramError },
     #[error("map {name}: {source}")]
@@ -35,6 +37,8 @@ pub enum LoadError {
     MissingMap(&'static str),
     #[error("mounting tracefs at {TRACEFS}: {0}")]
     Mount(std::io::Error),
+    #[error("{ring} ring size {bytes} must be a power of two and a multiple of the page size")]
+    RingSize { ring: &'static str, bytes: u32 },
 }
 
 /// Sizes of the rings, in bytes (powers of two, multiples of the page size).
@@ -42,6 +46,12 @@ pub enum LoadError {
 pub struct RingSizes {
     pub data: u32,
     pub control: u32,
+}
+
+impl Default for RingSizes {
+    fn default() -> Self {
+        Self { data: 32 << 20, control: 1 << 20 }
+    }
 }
 
 /// The loaded programs (kept alive: dropping them detaches) and the maps user space drives.
@@ -52,6 +62,20 @@ pub struct Capture {
     pub counters: PerCpuArray<MapData, u64>,
     pub cgroup_targets: HashMap<MapData, u64, u8>,
     pub tgid_targets: HashMap<MapData, u32, u8>,
+}
+
+impl Capture {
+    /// The kernel's loss and activity counters, summed over CPUs (indexes: [`counter`]).
+    pub fn kernel_counters(&self) -> [u64; counter::COUNT as usize] {
+        let mut sums = [0u64; counter::COUNT as usize];
+        for (index, sum) in (0u32..).zip(sums.iter_mut()) {
+            match self.counters.get(&index, 0) {
+                Ok(values) => *sum = values.iter().sum(),
+                Err(e) => tracing::debug!(index, error = %e, "reading a kernel counter"),
+            }
+        }
+        sums
+    }
 }
 
 fn ensure_tracefs() -> Result<(), LoadError> {
@@ -79,6 +103,20 @@ fn raise_memlock() {
     }
 }
 
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
+}
+
+fn check_ring(ring: &'static str, bytes: u32) -> Result<(), LoadError> {
+    if bytes.is_power_of_two() && bytes % page_size() == 0 {
+        Ok(())
+    } else {
+        Err(LoadError::RingSize { ring, bytes })
+    }
+}
+
 fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
@@ -87,10 +125,26 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     T::try_from(map).map_err(|source| LoadError::Map { name, source })
 }
 
+fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
+    let wrap = |source| LoadError::Program { name: program.to_string(), source };
+    let tp: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| LoadError::MissingProgram(program.to_string()))?
+        .try_into()
+        .map_err(wrap)?;
+    tp.load().map_err(wrap)?;
+    tp.attach("syscalls", tracepoint).map_err(wrap)?;
+    Ok(())
+}
+
+/// Loads and attaches the embedded capture object. Nothing is captured until a cgroup id or tgid
+/// is put into the target maps.
 pub fn load(rings: RingSizes) -> Result<Capture, LoadError> {
     if CAPTURE_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
+    check_ring("data", rings.data)?;
+    check_ring("control", rings.control)?;
     ensure_tracefs()?;
     raise_memlock();
     let offsets = tracefs::read_offsets(Path::new(TRACEFS))?;
@@ -102,26 +156,19 @@ pub fn load(rings: RingSizes) -> Result<Capture, LoadError> {
         .map_max_entries(names::DATA_RING, rings.data)
         .map_max_entries(names::CONTROL_RING, rings.control)
         .load(CAPTURE_OBJECT)?;
-    let mut attach = |program: &str, tracepoint: &str| -> Result<(), LoadError> {
-        let wrap = |source| LoadError::Program { name: program.to_string(), source };
-        let tp: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| wrap(aya::programs::ProgramError::UnexpectedProgramType))?
-            .try_into()
-            .map_err(wrap)?;
-        tp.load().map_err(wrap)?;
-        tp.attach("syscalls", tracepoint).map_err(wrap)?;
-        Ok(())
-    };
+    // Exits first: an enter whose exit is not attached yet would leave a stash entry behind.
     for (syscall, _) in SYSCALLS {
-        attach(&format!("enter_{syscall}"), &format!("sys_enter_{syscall}"))?;
-        attach(&format!("exit_{syscall}"), &format!("sys_exit_{syscall}"))?;
+        attach(&mut ebpf, &format!("exit_{syscall}"), &format!("sys_exit_{syscall}"))?;
     }
-    attach("enter_close", "sys_enter_close")?;
+    for (syscall, _) in SYSCALLS {
+        attach(&mut ebpf, &format!("enter_{syscall}"), &format!("sys_enter_{syscall}"))?;
+    }
+    attach(&mut ebpf, "enter_close", "sys_enter_close")?;
     tracing::info!(
         enter_args = offsets.enter_args,
         exit_ret = offsets.exit_ret,
         data_ring = rings.data,
+        control_ring = rings.control,
         "capture programs attached"
     );
     Ok(Capture {
@@ -132,4 +179,18 @@ pub fn load(rings: RingSizes) -> Result<Capture, LoadError> {
         tgid_targets: take(&mut ebpf, names::TGID_TARGETS)?,
         _ebpf: ebpf,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes_are_checked_before_loading() {
+        assert!(check_ring("data", 4096).is_ok());
+        assert!(check_ring("data", 32 << 20).is_ok());
+        assert!(matches!(check_ring("data", 6000), Err(LoadError::RingSize { bytes: 6000, .. })));
+        assert!(check_ring("data", 2048).is_err());
+        assert!(check_ring("data", 0).is_err());
+    }
 }

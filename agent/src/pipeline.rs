@@ -32,6 +32,8 @@ pub enum Command {
     Stop,
 }
 
+/// Data records read per drain, so commands and metrics still get a turn under a flood.
+const DATA_RECORDS_PER_DRAIN: usize = 65_536;
 /// How long a closed connection may wait for its trailing data.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
@@ -91,6 +93,7 @@ impl Pipeline {
             self.drain();
             if last_tick.elapsed() >= METRICS_EVERY {
                 last_tick = Instant::now();
+                self.reap_exited();
                 self.table.sweep(monotonic_ns(), CLOSE_GRACE.as_nanos() as u64);
                 self.ship_exchanges();
                 self.publish_metrics();
@@ -149,39 +152,20 @@ impl Pipeline {
         tracing::info!(record_id, "session flushed");
     }
 
-    fn drain_control(capture: &mut Capture, table: &mut ConnectionTable, counters: &Counters) {
-        while let Some(item) = capture.control_ring.next() {
-            match records::decode_control(&item) {
-                Ok(event) if event.kind == CONTROL_OPEN => table.on_open(&event),
-                Ok(event) if event.kind == CONTROL_CLOSE => table.on_close(&event),
-                Ok(_) | Err(_) => {
-                    counters.bad_records.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
     fn drain(&mut self) {
         let Self { capture, table, counters, .. } = self;
-        Self::drain_control(capture, table, counters);
-        // Bounded so commands and metrics still get a turn under a flood.
-        for _ in 0..65_536 {
-            let Some(item) = capture.data_ring.next() else { break };
-            let Ok((header, payload)) = records::decode_data(&item) else {
-                counters.bad_records.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            if !table.knows(&header) {
-                // The open may still sit unread in the control ring.
-                let payload = payload.to_vec();
-                drop(item);
-                Self::drain_control(capture, table, counters);
-                table.on_data(&header, &payload);
-            } else {
-                table.on_data(&header, payload);
+        drain_rings(capture, table, counters, DATA_RECORDS_PER_DRAIN);
+        self.ship_exchanges();
+    }
+
+    /// Connections whose process exited end without a close event; notice them.
+    fn reap_exited(&mut self) {
+        let now = monotonic_ns();
+        for tgid in self.table.live_tgids() {
+            if !std::path::Path::new(&format!("/proc/{tgid}")).exists() {
+                self.table.process_gone(tgid, now);
             }
         }
-        self.ship_exchanges();
     }
 
     fn ship_exchanges(&mut self) {
@@ -201,12 +185,7 @@ impl Pipeline {
     }
 
     fn publish_metrics(&mut self) {
-        let mut sums = [0u64; counter::COUNT as usize];
-        for (index, sum) in sums.iter_mut().enumerate() {
-            if let Ok(values) = self.capture.counters.get(&(index as u32), 0) {
-                *sum = values.iter().sum();
-            }
-        }
+        let sums = self.capture.kernel_counters();
         let c = &self.counters;
         c.data_ring_full.store(sums[counter::DATA_RING_FULL as usize], Ordering::Relaxed);
         c.data_ring_full_bytes.store(sums[counter::DATA_RING_FULL_BYTES as usize], Ordering::Relaxed);
@@ -225,6 +204,65 @@ impl Pipeline {
             self.outbox.push(Body::Metrics(metrics), Priority::Droppable);
         }
     }
+}
+
+/// What one [`drain_rings`] call read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub control_records: u64,
+    pub data_records: u64,
+    /// Payload bytes carried by the data records.
+    pub payload_bytes: u64,
+}
+
+fn drain_control(
+    capture: &mut Capture,
+    table: &mut ConnectionTable,
+    counters: &Counters,
+    drained: &mut Drained,
+) {
+    while let Some(item) = capture.control_ring.next() {
+        drained.control_records += 1;
+        match records::decode_control(&item) {
+            Ok(event) if event.kind == CONTROL_OPEN => table.on_open(&event),
+            Ok(event) if event.kind == CONTROL_CLOSE => table.on_close(&event),
+            Ok(_) | Err(_) => {
+                counters.bad_records.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Reads what the rings hold into `table`: all control records, then up to `max_data` data
+/// records. Never blocks. Control is read first so the opens of the data's connections are known;
+/// a close read ahead of its connection's data is fine (it carries the final positions).
+pub fn drain_rings(
+    capture: &mut Capture,
+    table: &mut ConnectionTable,
+    counters: &Counters,
+    max_data: usize,
+) -> Drained {
+    let mut drained = Drained::default();
+    drain_control(capture, table, counters, &mut drained);
+    for _ in 0..max_data {
+        let Some(item) = capture.data_ring.next() else { break };
+        drained.data_records += 1;
+        let Ok((header, payload)) = records::decode_data(&item) else {
+            counters.bad_records.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        drained.payload_bytes += payload.len() as u64;
+        if table.knows(&header) {
+            table.on_data(&header, payload);
+        } else {
+            // The open may have been written after the control ring was drained.
+            let payload = payload.to_vec();
+            drop(item);
+            drain_control(capture, table, counters, &mut drained);
+            table.on_data(&header, &payload);
+        }
+    }
+    drained
 }
 
 fn headers(list: Vec<http1::Header>) -> Vec<pb::Header> {

@@ -537,7 +537,7 @@ async fn a_proxy_restart_mid_recording_resumes_the_session_and_loses_nothing() {
     let (version, records) = agent.targets().await;
     assert_eq!(
         records,
-        [record_id.clone()],
+        std::slice::from_ref(&record_id),
         "the resumed session is targeted again"
     );
     agent.send(5, exchange(&record_id, 4)).await;
