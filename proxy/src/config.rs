@@ -64,6 +64,28 @@ pub struct Config {
     pub flush_timeout_secs: u64,
     #[serde(default)]
     pub deployments: Vec<DeploymentSpec>,
+    /// Local mode: run the node agent as a supervised child process of the proxy.
+    #[serde(default)]
+    pub local_agent: Option<LocalAgentSpec>,
+}
+
+/// The agent the proxy runs itself in local mode (it connects back over gRPC like any agent).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalAgentSpec {
+    /// Path of `kreplay-agent`; default: next to the proxy's own executable.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// Extra command-line arguments (e.g. `--data-ring-bytes`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Where the agent serves Prometheus metrics.
+    #[serde(default = "default_agent_metrics")]
+    pub metrics_listen: SocketAddr,
+}
+
+fn default_agent_metrics() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

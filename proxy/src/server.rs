@@ -17,7 +17,7 @@ use crate::{
     auth::{SharedToken, load_or_create_agent_token, write_secret_file},
     config::Config,
     ingest::IngestService,
-    orchestrator::{Orchestrator, local::LocalOrchestrator},
+    orchestrator::{Orchestrator, agent_process, local::LocalOrchestrator},
     recording::RecordingManager,
     store::{SharedStore, SqliteStore},
 };
@@ -111,6 +111,15 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
         }));
     }
 
+    // Started last: it connects to the gRPC listener above.
+    let agent = config.local_agent.clone().map(|spec| {
+        tokio::spawn(agent_process::supervise(
+            config.clone(),
+            spec,
+            shutdown.clone(),
+        ))
+    });
+
     shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
@@ -125,6 +134,9 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "gRPC listener");
         }
     };
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE * 2, all).await.is_err() {
         tracing::warn!("listeners did not stop in time; exiting anyway");
     }

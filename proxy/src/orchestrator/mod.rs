@@ -2,6 +2,7 @@
 //! Local mode (`local`) runs declared commands in cgroups on this host; Kubernetes mode will
 //! implement the same trait.
 
+pub mod agent_process;
 pub mod cgroup;
 pub mod local;
 
