@@ -103,3 +103,6 @@ where
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
 }
+
+#[cfg(test)]
+mod tests;
