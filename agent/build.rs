@@ -10,9 +10,12 @@ fn main() {
     println!("cargo:rerun-if-env-changed=KREPLAY_CAPTURE_OBJECT");
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let default = manifest.join("../target/bpfel-unknown-none/release/kreplay-capture");
-    let object = std::env::var_os("KREPLAY_CAPTURE_OBJECT").map(PathBuf::from).unwrap_or(default);
+    let object = std::env::var_os("KREPLAY_CAPTURE_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or(default);
     println!("cargo:rerun-if-changed={}", object.display());
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("kreplay-capture");
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("kreplay-capture");
     match std::fs::copy(&object, &out) {
         Ok(_) => println!("cargo:rustc-cfg=kreplay_capture_object"),
         Err(_) => {

@@ -23,10 +23,18 @@ pub struct ConnId {
 
 impl ConnId {
     fn from_data(header: &DataHeader) -> Self {
-        Self { tgid: (header.pid_tgid >> 32) as u32, fd: header.fd, generation: header.conn_gen }
+        Self {
+            tgid: (header.pid_tgid >> 32) as u32,
+            fd: header.fd,
+            generation: header.conn_gen,
+        }
     }
     fn from_control(event: &ControlEvent) -> Self {
-        Self { tgid: (event.pid_tgid >> 32) as u32, fd: event.fd, generation: event.conn_gen }
+        Self {
+            tgid: (event.pid_tgid >> 32) as u32,
+            fd: event.fd,
+            generation: event.conn_gen,
+        }
     }
 }
 
@@ -97,9 +105,11 @@ struct Tracked {
 impl Tracked {
     /// Every byte up to the close positions has been seen.
     fn caught_up(&self) -> bool {
-        self.closing.and_then(|c| c.final_pos).is_some_and(|final_pos| {
-            self.next_pos[0] >= final_pos[0] && self.next_pos[1] >= final_pos[1]
-        })
+        self.closing
+            .and_then(|c| c.final_pos)
+            .is_some_and(|final_pos| {
+                self.next_pos[0] >= final_pos[0] && self.next_pos[1] >= final_pos[1]
+            })
     }
 }
 
@@ -180,7 +190,10 @@ impl ConnectionTable {
         // finalised after the grace period.
         for (id, old) in self.conns.iter_mut() {
             if id.tgid == tracked.meta.tgid && id.fd == event.fd && old.closing.is_none() {
-                old.closing = Some(Closing { final_pos: None, at_ns: event.ts_ns });
+                old.closing = Some(Closing {
+                    final_pos: None,
+                    at_ns: event.ts_ns,
+                });
             }
         }
         self.conns.insert(ConnId::from_control(event), tracked);
@@ -251,7 +264,10 @@ impl ConnectionTable {
     pub fn process_gone(&mut self, tgid: u32, now_monotonic_ns: u64) {
         for (id, conn) in self.conns.iter_mut() {
             if id.tgid == tgid && conn.closing.is_none() {
-                conn.closing = Some(Closing { final_pos: None, at_ns: now_monotonic_ns });
+                conn.closing = Some(Closing {
+                    final_pos: None,
+                    at_ns: now_monotonic_ns,
+                });
             }
         }
     }
@@ -275,7 +291,8 @@ impl ConnectionTable {
             .conns
             .iter()
             .filter(|(_, c)| {
-                c.closing.is_some_and(|c| now_monotonic_ns.saturating_sub(c.at_ns) > grace_ns)
+                c.closing
+                    .is_some_and(|c| now_monotonic_ns.saturating_sub(c.at_ns) > grace_ns)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -309,7 +326,8 @@ impl ConnectionTable {
                     self.stats.gaps += 1;
                     let direction = conn.direction(dir);
                     if conn.protocol == Protocol::Http {
-                        conn.http.gap(direction, final_pos[slot] - conn.next_pos[slot]);
+                        conn.http
+                            .gap(direction, final_pos[slot] - conn.next_pos[slot]);
                     }
                 }
             }
@@ -433,7 +451,12 @@ mod tests {
         table.on_data(&data(3, 1, DIR_READ, 0, REQ.len()), REQ);
         table.on_data(&data(3, 1, DIR_WRITE, 50, RESP.len()), RESP);
         assert_eq!(table.stats().gaps, 1);
-        table.on_close(&ControlEvent { kind: CONTROL_CLOSE, read_pos: 1, write_pos: 1, ..open(3, 1) });
+        table.on_close(&ControlEvent {
+            kind: CONTROL_CLOSE,
+            read_pos: 1,
+            write_pos: 1,
+            ..open(3, 1)
+        });
         table.sweep(u64::MAX, 0);
         assert_eq!(table.open_connections(), 0);
     }
@@ -474,7 +497,11 @@ mod tests {
         let got: Vec<_> = table.drain_exchanges().collect();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].exchange.response.body, b"hi");
-        assert_eq!(table.open_connections(), 1, "connection 1 finalised, 2 open");
+        assert_eq!(
+            table.open_connections(),
+            1,
+            "connection 1 finalised, 2 open"
+        );
         assert_eq!(table.stats().gaps, 0);
     }
 

@@ -30,9 +30,15 @@ pub enum LoadError {
     #[error("program {0} missing from the capture object")]
     MissingProgram(String),
     #[error("program {name}: {source}")]
-    Program { name: String, source: aya::programs::ProgramError },
+    Program {
+        name: String,
+        source: aya::programs::ProgramError,
+    },
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("map {0} missing from the capture object")]
     MissingMap(&'static str),
     #[error("mounting tracefs at {TRACEFS}: {0}")]
@@ -50,7 +56,10 @@ pub struct RingSizes {
 
 impl Default for RingSizes {
     fn default() -> Self {
-        Self { data: 32 << 20, control: 1 << 20 }
+        Self {
+            data: 32 << 20,
+            control: 1 << 20,
+        }
     }
 }
 
@@ -86,7 +95,13 @@ fn ensure_tracefs() -> Result<(), LoadError> {
     let fstype = c"tracefs";
     // SAFETY: plain mount(2) with valid C strings.
     let rc = unsafe {
-        libc::mount(c"nodev".as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(LoadError::Mount(std::io::Error::last_os_error()));
@@ -95,11 +110,17 @@ fn ensure_tracefs() -> Result<(), LoadError> {
 }
 
 fn raise_memlock() {
-    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit with a valid struct; failure only matters on old kernels (memcg accounting
     // is used from 5.11 on), so it is logged and ignored.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
-        tracing::debug!("setrlimit(RLIMIT_MEMLOCK) failed: {}", std::io::Error::last_os_error());
+        tracing::debug!(
+            "setrlimit(RLIMIT_MEMLOCK) failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -110,7 +131,7 @@ fn page_size() -> u32 {
 }
 
 fn check_ring(ring: &'static str, bytes: u32) -> Result<(), LoadError> {
-    if bytes.is_power_of_two() && bytes % page_size() == 0 {
+    if bytes.is_power_of_two() && bytes.is_multiple_of(page_size()) {
         Ok(())
     } else {
         Err(LoadError::RingSize { ring, bytes })
@@ -126,7 +147,10 @@ fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
-    let wrap = |source| LoadError::Program { name: program.to_string(), source };
+    let wrap = |source| LoadError::Program {
+        name: program.to_string(),
+        source,
+    };
     let tp: &mut TracePoint = ebpf
         .program_mut(program)
         .ok_or_else(|| LoadError::MissingProgram(program.to_string()))?
@@ -158,10 +182,18 @@ pub fn load(rings: RingSizes) -> Result<Capture, LoadError> {
         .load(CAPTURE_OBJECT)?;
     // Exits first: an enter whose exit is not attached yet would leave a stash entry behind.
     for (syscall, _) in SYSCALLS {
-        attach(&mut ebpf, &format!("exit_{syscall}"), &format!("sys_exit_{syscall}"))?;
+        attach(
+            &mut ebpf,
+            &format!("exit_{syscall}"),
+            &format!("sys_exit_{syscall}"),
+        )?;
     }
     for (syscall, _) in SYSCALLS {
-        attach(&mut ebpf, &format!("enter_{syscall}"), &format!("sys_enter_{syscall}"))?;
+        attach(
+            &mut ebpf,
+            &format!("enter_{syscall}"),
+            &format!("sys_enter_{syscall}"),
+        )?;
     }
     attach(&mut ebpf, "enter_close", "sys_enter_close")?;
     tracing::info!(
@@ -189,7 +221,10 @@ mod tests {
     fn ring_sizes_are_checked_before_loading() {
         assert!(check_ring("data", 4096).is_ok());
         assert!(check_ring("data", 32 << 20).is_ok());
-        assert!(matches!(check_ring("data", 6000), Err(LoadError::RingSize { bytes: 6000, .. })));
+        assert!(matches!(
+            check_ring("data", 6000),
+            Err(LoadError::RingSize { bytes: 6000, .. })
+        ));
         assert!(check_ring("data", 2048).is_err());
         assert!(check_ring("data", 0).is_err());
     }

@@ -1,6 +1,8 @@
 //! kreplay node agent: captures the traffic of the processes the proxy targets and streams it to
 //! the proxy over gRPC.
 
+#[cfg(test)]
+mod capture_tests;
 mod connections;
 mod loader;
 mod metrics;
@@ -31,10 +33,18 @@ use crate::{
 #[command(name = "kreplay-agent", version, about)]
 struct Args {
     /// gRPC address of the proxy.
-    #[arg(long, env = "KREPLAY_PROXY_GRPC", default_value = "http://127.0.0.1:9090")]
+    #[arg(
+        long,
+        env = "KREPLAY_PROXY_GRPC",
+        default_value = "http://127.0.0.1:9090"
+    )]
     proxy: String,
     /// File holding the agent token (the proxy writes it to <data_dir>/agent.token).
-    #[arg(long, env = "KREPLAY_AGENT_TOKEN_FILE", default_value = ".kreplay/agent.token")]
+    #[arg(
+        long,
+        env = "KREPLAY_AGENT_TOKEN_FILE",
+        default_value = ".kreplay/agent.token"
+    )]
     token_file: PathBuf,
     /// Node name reported to the proxy.
     #[arg(long, env = "NODE_NAME")]
@@ -73,15 +83,26 @@ async fn serve_metrics(
     let app = Router::new().route(
         "/metrics",
         get(move || async move {
-            let text = counters.render(outbox.len(), connected.load(std::sync::atomic::Ordering::Relaxed));
-            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+            let text = counters.render(
+                outbox.len(),
+                connected.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                text,
+            )
         }),
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics listener on {addr}"))?;
     tracing::info!(%addr, "metrics at /metrics");
-    axum::serve(listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await?;
     Ok(())
 }
 
@@ -104,8 +125,7 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -132,7 +152,10 @@ async fn main() -> anyhow::Result<()> {
 
     let node_name = match args.node_name {
         Some(name) => name,
-        None => std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
+        None => std::fs::read_to_string("/etc/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     };
     let config = uplink::UplinkConfig {
         proxy_url: args.proxy,

@@ -43,23 +43,77 @@ impl Counters {
     pub fn render(&self, outbox_len: usize, connected: bool) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let rows: [(&str, &str, u64); 13] = [
-            ("kreplay_agent_data_ring_full_total", "Data records lost: data ring full", get(&self.data_ring_full)),
-            ("kreplay_agent_data_ring_full_bytes_total", "Payload bytes lost: data ring full", get(&self.data_ring_full_bytes)),
-            ("kreplay_agent_control_ring_full_total", "Control records lost: control ring full", get(&self.control_ring_full)),
-            ("kreplay_agent_read_faults_total", "bpf_probe_read_user failures", get(&self.read_faults)),
-            ("kreplay_agent_truncated_bytes_total", "Bytes beyond the per-syscall copy budget", get(&self.truncated_bytes)),
-            ("kreplay_agent_stash_misses_total", "Syscall exits without stashed arguments", get(&self.stash_misses)),
-            ("kreplay_agent_data_records_total", "Data records emitted by the kernel", get(&self.data_records)),
-            ("kreplay_agent_queue_drops_total", "Captures dropped: uplink queue full", get(&self.queue_drops)),
-            ("kreplay_agent_stream_gaps_total", "Gaps seen in stream positions", get(&self.stream_gaps)),
-            ("kreplay_agent_parse_errors_total", "HTTP parse errors", get(&self.parse_errors)),
-            ("kreplay_agent_exchanges_total", "HTTP exchanges captured", get(&self.exchanges)),
-            ("kreplay_agent_unattributed_total", "Exchanges with no recording session", get(&self.unattributed)),
-            ("kreplay_agent_bad_records_total", "Malformed ring records", get(&self.bad_records)),
+            (
+                "kreplay_agent_data_ring_full_total",
+                "Data records lost: data ring full",
+                get(&self.data_ring_full),
+            ),
+            (
+                "kreplay_agent_data_ring_full_bytes_total",
+                "Payload bytes lost: data ring full",
+                get(&self.data_ring_full_bytes),
+            ),
+            (
+                "kreplay_agent_control_ring_full_total",
+                "Control records lost: control ring full",
+                get(&self.control_ring_full),
+            ),
+            (
+                "kreplay_agent_read_faults_total",
+                "bpf_probe_read_user failures",
+                get(&self.read_faults),
+            ),
+            (
+                "kreplay_agent_truncated_bytes_total",
+                "Bytes beyond the per-syscall copy budget",
+                get(&self.truncated_bytes),
+            ),
+            (
+                "kreplay_agent_stash_misses_total",
+                "Syscall exits without stashed arguments",
+                get(&self.stash_misses),
+            ),
+            (
+                "kreplay_agent_data_records_total",
+                "Data records emitted by the kernel",
+                get(&self.data_records),
+            ),
+            (
+                "kreplay_agent_queue_drops_total",
+                "Captures dropped: uplink queue full",
+                get(&self.queue_drops),
+            ),
+            (
+                "kreplay_agent_stream_gaps_total",
+                "Gaps seen in stream positions",
+                get(&self.stream_gaps),
+            ),
+            (
+                "kreplay_agent_parse_errors_total",
+                "HTTP parse errors",
+                get(&self.parse_errors),
+            ),
+            (
+                "kreplay_agent_exchanges_total",
+                "HTTP exchanges captured",
+                get(&self.exchanges),
+            ),
+            (
+                "kreplay_agent_unattributed_total",
+                "Exchanges with no recording session",
+                get(&self.unattributed),
+            ),
+            (
+                "kreplay_agent_bad_records_total",
+                "Malformed ring records",
+                get(&self.bad_records),
+            ),
         ];
         let mut out = String::new();
         for (name, help, value) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
         }
         out.push_str(&format!(
             "# HELP kreplay_agent_outbox_envelopes Envelopes awaiting acknowledgement\n\

@@ -49,7 +49,10 @@ pub enum Priority {
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> Self {
         Self {
-            state: Mutex::new(State { next_seq: 1, ..State::default() }),
+            state: Mutex::new(State {
+                next_seq: 1,
+                ..State::default()
+            }),
             notify: Notify::new(),
             limits,
             drops: AtomicU64::new(0),
@@ -59,14 +62,19 @@ impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queue inconsistent (every mutation is a
         // single push/pop), so a poisoned lock is safe to keep using.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues a body; returns false if it was dropped because the outbox is full.
     pub fn push(&self, body: Body, priority: Priority) -> bool {
         let mut state = self.lock();
         let seq = state.next_seq;
-        let envelope = Envelope { seq, body: Some(body) };
+        let envelope = Envelope {
+            seq,
+            body: Some(body),
+        };
         let size = envelope.encoded_len();
         let full = state.pending.len() >= self.limits.max_envelopes
             || state.bytes + size > self.limits.max_bytes;
@@ -93,10 +101,16 @@ impl Outbox {
     }
 
     /// Up to `max` envelopes with `seq >= from`, in order.
-    pub fn from_seq(&self, from: u64, max: usize) -> Vec<Envelope> {
+    pub fn since(&self, from: u64, max: usize) -> Vec<Envelope> {
         let state = self.lock();
         let start = state.pending.partition_point(|(e, _)| e.seq < from);
-        state.pending.iter().skip(start).take(max).map(|(e, _)| e.clone()).collect()
+        state
+            .pending
+            .iter()
+            .skip(start)
+            .take(max)
+            .map(|(e, _)| e.clone())
+            .collect()
     }
 
     /// Lowest sequence number still held (the next one to be assigned when empty).
@@ -126,16 +140,28 @@ mod tests {
     use super::*;
 
     fn flushed() -> Body {
-        Body::Flushed(SessionFlushed { record_id: "r".into() })
+        Body::Flushed(SessionFlushed {
+            record_id: "r".into(),
+        })
     }
 
     #[test]
     fn acks_release_in_order_and_resend_starts_at_the_oldest() {
-        let outbox = Outbox::new(OutboxLimits { max_envelopes: 10, max_bytes: 1 << 20 });
+        let outbox = Outbox::new(OutboxLimits {
+            max_envelopes: 10,
+            max_bytes: 1 << 20,
+        });
         for _ in 0..5 {
             assert!(outbox.push(flushed(), Priority::Droppable));
         }
-        assert_eq!(outbox.from_seq(3, 10).iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            outbox
+                .since(3, 10)
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         outbox.ack(2);
         assert_eq!(outbox.oldest_seq(), 3);
         assert_eq!(outbox.len(), 3);
@@ -146,7 +172,10 @@ mod tests {
 
     #[test]
     fn full_outbox_drops_captures_but_keeps_protocol_messages() {
-        let outbox = Outbox::new(OutboxLimits { max_envelopes: 2, max_bytes: 1 << 20 });
+        let outbox = Outbox::new(OutboxLimits {
+            max_envelopes: 2,
+            max_bytes: 1 << 20,
+        });
         assert!(outbox.push(flushed(), Priority::Droppable));
         assert!(outbox.push(flushed(), Priority::Droppable));
         assert!(!outbox.push(flushed(), Priority::Droppable));
@@ -154,12 +183,22 @@ mod tests {
         let essential = Body::TargetsApplied(TargetsApplied { version: 1 });
         assert!(outbox.push(essential, Priority::Essential));
         // Sequence numbers stay contiguous: a dropped capture never consumed one.
-        assert_eq!(outbox.from_seq(0, 10).iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            outbox
+                .since(0, 10)
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
     }
 
     #[test]
     fn byte_budget_is_enforced() {
-        let outbox = Outbox::new(OutboxLimits { max_envelopes: 100, max_bytes: 12 });
+        let outbox = Outbox::new(OutboxLimits {
+            max_envelopes: 100,
+            max_bytes: 12,
+        });
         assert!(outbox.push(flushed(), Priority::Droppable));
         assert!(!outbox.push(flushed(), Priority::Droppable));
     }

@@ -10,9 +10,7 @@ use std::{
 };
 
 use kreplay_agent_ebpf::{CONTROL_CLOSE, CONTROL_OPEN, counter};
-use kreplay_proto::v1::{
-    self as pb, SessionFlushed, TargetSet, TargetsApplied, envelope::Body,
-};
+use kreplay_proto::v1::{self as pb, SessionFlushed, TargetSet, TargetsApplied, envelope::Body};
 use kreplay_wire::http1;
 
 use crate::{
@@ -50,7 +48,10 @@ pub struct Pipeline {
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn `bpf_ktime_get_ns` into unix time.
 fn clock_offset_ns() -> i128 {
     let read = |clock| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid pointer to a timespec.
         unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
@@ -59,7 +60,10 @@ fn clock_offset_ns() -> i128 {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -94,7 +98,8 @@ impl Pipeline {
             if last_tick.elapsed() >= METRICS_EVERY {
                 last_tick = Instant::now();
                 self.reap_exited();
-                self.table.sweep(monotonic_ns(), CLOSE_GRACE.as_nanos() as u64);
+                self.table
+                    .sweep(monotonic_ns(), CLOSE_GRACE.as_nanos() as u64);
                 self.ship_exchanges();
                 self.publish_metrics();
             }
@@ -103,7 +108,11 @@ impl Pipeline {
 
     fn wait_for_data(&self, timeout: Duration) {
         let mut fds = [
-            libc::pollfd { fd: self.capture.data_ring.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.capture.data_ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
             libc::pollfd {
                 fd: self.capture.control_ring.as_raw_fd(),
                 events: libc::POLLIN,
@@ -111,7 +120,13 @@ impl Pipeline {
             },
         ];
         // SAFETY: fds is a valid array of pollfd for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout.as_millis() as i32) };
+        unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis() as i32,
+            )
+        };
     }
 
     fn apply_targets(&mut self, set: &TargetSet) {
@@ -133,19 +148,32 @@ impl Pipeline {
         for tgid in &changes.remove_tgids {
             let _ = maps.tgid_targets.remove(tgid);
         }
-        tracing::info!(version = set.version, targets = set.targets.len(), "capture targets applied");
-        self.outbox.push(Body::TargetsApplied(TargetsApplied { version: set.version }), Priority::Essential);
+        tracing::info!(
+            version = self.targets.version(),
+            targets = set.targets.len(),
+            "capture targets applied"
+        );
+        self.outbox.push(
+            Body::TargetsApplied(TargetsApplied {
+                version: set.version,
+            }),
+            Priority::Essential,
+        );
     }
 
     /// Everything captured for `record_id` is sent before the `SessionFlushed` marker.
     fn flush(&mut self, record_id: &str) {
         self.drain();
         let targets = &self.targets;
-        self.table.finalize_closing(|meta| targets.record_for(meta.cgroup_id, meta.tgid) == Some(record_id));
+        self.table.finalize_closing(|meta| {
+            targets.record_for(meta.cgroup_id, meta.tgid) == Some(record_id)
+        });
         self.ship_exchanges();
         self.publish_metrics();
         self.outbox.push(
-            Body::Flushed(SessionFlushed { record_id: record_id.to_string() }),
+            Body::Flushed(SessionFlushed {
+                record_id: record_id.to_string(),
+            }),
             Priority::Essential,
         );
         self.targets.retire(record_id);
@@ -153,7 +181,12 @@ impl Pipeline {
     }
 
     fn drain(&mut self) {
-        let Self { capture, table, counters, .. } = self;
+        let Self {
+            capture,
+            table,
+            counters,
+            ..
+        } = self;
         drain_rings(capture, table, counters, DATA_RECORDS_PER_DRAIN);
         self.ship_exchanges();
     }
@@ -172,7 +205,9 @@ impl Pipeline {
         let ready: Vec<CapturedExchange> = self.table.drain_exchanges().collect();
         for captured in ready {
             self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
-            let Some(record_id) = self.targets.record_for(captured.conn.cgroup_id, captured.conn.tgid)
+            let Some(record_id) = self
+                .targets
+                .record_for(captured.conn.cgroup_id, captured.conn.tgid)
             else {
                 self.counters.unattributed.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -187,21 +222,37 @@ impl Pipeline {
     fn publish_metrics(&mut self) {
         let sums = self.capture.kernel_counters();
         let c = &self.counters;
-        c.data_ring_full.store(sums[counter::DATA_RING_FULL as usize], Ordering::Relaxed);
-        c.data_ring_full_bytes.store(sums[counter::DATA_RING_FULL_BYTES as usize], Ordering::Relaxed);
-        c.control_ring_full.store(sums[counter::CONTROL_RING_FULL as usize], Ordering::Relaxed);
-        c.read_faults.store(sums[counter::READ_FAULT as usize], Ordering::Relaxed);
-        c.truncated_bytes.store(sums[counter::TRUNCATED_BYTES as usize], Ordering::Relaxed);
-        c.stash_misses.store(sums[counter::STASH_MISS as usize], Ordering::Relaxed);
-        c.data_records.store(sums[counter::DATA_RECORDS as usize], Ordering::Relaxed);
+        c.data_ring_full
+            .store(sums[counter::DATA_RING_FULL as usize], Ordering::Relaxed);
+        c.data_ring_full_bytes.store(
+            sums[counter::DATA_RING_FULL_BYTES as usize],
+            Ordering::Relaxed,
+        );
+        c.control_ring_full
+            .store(sums[counter::CONTROL_RING_FULL as usize], Ordering::Relaxed);
+        c.read_faults
+            .store(sums[counter::READ_FAULT as usize], Ordering::Relaxed);
+        c.truncated_bytes
+            .store(sums[counter::TRUNCATED_BYTES as usize], Ordering::Relaxed);
+        c.stash_misses
+            .store(sums[counter::STASH_MISS as usize], Ordering::Relaxed);
+        c.data_records
+            .store(sums[counter::DATA_RECORDS as usize], Ordering::Relaxed);
         let stats = self.table.stats();
         c.stream_gaps.store(stats.gaps, Ordering::Relaxed);
         c.parse_errors.store(stats.parse_errors, Ordering::Relaxed);
         c.queue_drops.store(self.outbox.drops(), Ordering::Relaxed);
         let metrics = c.to_proto();
         if self.last_metrics.as_ref() != Some(&metrics) {
-            self.last_metrics = Some(metrics.clone());
-            self.outbox.push(Body::Metrics(metrics), Priority::Droppable);
+            tracing::debug!(
+                open_connections = self.table.open_connections(),
+                exchanges = stats.exchanges,
+                gaps = stats.gaps,
+                "capture progress"
+            );
+            self.last_metrics = Some(metrics);
+            self.outbox
+                .push(Body::Metrics(metrics), Priority::Droppable);
         }
     }
 }
@@ -245,7 +296,9 @@ pub fn drain_rings(
     let mut drained = Drained::default();
     drain_control(capture, table, counters, &mut drained);
     for _ in 0..max_data {
-        let Some(item) = capture.data_ring.next() else { break };
+        let Some(item) = capture.data_ring.next() else {
+            break;
+        };
         drained.data_records += 1;
         let Ok((header, payload)) = records::decode_data(&item) else {
             counters.bad_records.fetch_add(1, Ordering::Relaxed);
@@ -266,11 +319,20 @@ pub fn drain_rings(
 }
 
 fn headers(list: Vec<http1::Header>) -> Vec<pb::Header> {
-    list.into_iter().map(|h| pb::Header { name: h.name, value: h.value }).collect()
+    list.into_iter()
+        .map(|h| pb::Header {
+            name: h.name,
+            value: h.value,
+        })
+        .collect()
 }
 
 fn to_proto(record_id: &str, captured: CapturedExchange) -> pb::HttpExchange {
-    let CapturedExchange { conn, index_on_connection, exchange } = captured;
+    let CapturedExchange {
+        conn,
+        index_on_connection,
+        exchange,
+    } = captured;
     let (request, response) = (exchange.request, exchange.response);
     pb::HttpExchange {
         record_id: record_id.to_string(),

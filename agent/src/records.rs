@@ -14,14 +14,20 @@ pub enum RecordError {
 pub fn decode_data(bytes: &[u8]) -> Result<(DataHeader, &[u8]), RecordError> {
     let need = size_of::<DataHeader>();
     if bytes.len() < need {
-        return Err(RecordError::Short { got: bytes.len(), need });
+        return Err(RecordError::Short {
+            got: bytes.len(),
+            need,
+        });
     }
     // SAFETY: length checked above; DataHeader is plain old data, read unaligned.
     let header = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<DataHeader>()) };
     let payload = &bytes[need..];
     let announced = header.len as usize;
     if payload.len() < announced {
-        return Err(RecordError::Length { announced, carried: payload.len() });
+        return Err(RecordError::Length {
+            announced,
+            carried: payload.len(),
+        });
     }
     Ok((header, &payload[..announced]))
 }
@@ -29,7 +35,10 @@ pub fn decode_data(bytes: &[u8]) -> Result<(DataHeader, &[u8]), RecordError> {
 pub fn decode_control(bytes: &[u8]) -> Result<ControlEvent, RecordError> {
     let need = size_of::<ControlEvent>();
     if bytes.len() < need {
-        return Err(RecordError::Short { got: bytes.len(), need });
+        return Err(RecordError::Short {
+            got: bytes.len(),
+            need,
+        });
     }
     // SAFETY: length checked above; ControlEvent is plain old data, read unaligned.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ControlEvent>()) })
@@ -40,7 +49,8 @@ pub fn format_addr(addr: &kreplay_agent_ebpf::SockAddr) -> String {
     let port = u16::from_be(addr.port_be);
     match addr.family {
         2 => {
-            let ip = std::net::Ipv4Addr::new(addr.addr[0], addr.addr[1], addr.addr[2], addr.addr[3]);
+            let ip =
+                std::net::Ipv4Addr::new(addr.addr[0], addr.addr[1], addr.addr[2], addr.addr[3]);
             format!("{ip}:{port}")
         }
         10 => format!("[{}]:{port}", std::net::Ipv6Addr::from(addr.addr)),
@@ -60,21 +70,42 @@ mod tests {
 
     #[test]
     fn data_record_round_trips_and_rejects_short_input() {
-        let header = DataHeader { pos: 42, len: 3, fd: 7, ..Default::default() };
+        let header = DataHeader {
+            pos: 42,
+            len: 3,
+            fd: 7,
+            ..Default::default()
+        };
         let mut bytes = as_bytes(&header);
         bytes.extend_from_slice(b"abcXX"); // ring records are padded: extra bytes are ignored
         let (decoded, payload) = decode_data(&bytes).unwrap();
         assert_eq!((decoded.pos, decoded.fd), (42, 7));
         assert_eq!(payload, b"abc");
-        assert!(matches!(decode_data(&bytes[..10]), Err(RecordError::Short { .. })));
-        let mut lying = as_bytes(&DataHeader { len: 100, ..Default::default() });
+        assert!(matches!(
+            decode_data(&bytes[..10]),
+            Err(RecordError::Short { .. })
+        ));
+        let mut lying = as_bytes(&DataHeader {
+            len: 100,
+            ..Default::default()
+        });
         lying.extend_from_slice(b"abc");
-        assert_eq!(decode_data(&lying), Err(RecordError::Length { announced: 100, carried: 3 }));
+        assert!(matches!(
+            decode_data(&lying),
+            Err(RecordError::Length {
+                announced: 100,
+                carried: 3
+            })
+        ));
     }
 
     #[test]
     fn control_and_addresses() {
-        let mut event = ControlEvent { fd: 9, kind: 1, ..Default::default() };
+        let mut event = ControlEvent {
+            fd: 9,
+            kind: 1,
+            ..Default::default()
+        };
         event.peer.family = 2;
         event.peer.port_be = 8080u16.to_be();
         event.peer.addr[..4].copy_from_slice(&[127, 0, 0, 1]);

@@ -43,10 +43,28 @@ impl Targets {
             }
         }
         let changes = MapChanges {
-            add_cgroups: cgroups.keys().filter(|k| !self.cgroups.contains_key(k)).copied().collect(),
-            remove_cgroups: self.cgroups.keys().filter(|k| !cgroups.contains_key(k)).copied().collect(),
-            add_tgids: tgids.keys().filter(|k| !self.tgids.contains_key(k)).copied().collect(),
-            remove_tgids: self.tgids.keys().filter(|k| !tgids.contains_key(k)).copied().collect(),
+            add_cgroups: cgroups
+                .keys()
+                .filter(|k| !self.cgroups.contains_key(k))
+                .copied()
+                .collect(),
+            remove_cgroups: self
+                .cgroups
+                .keys()
+                .filter(|k| !cgroups.contains_key(k))
+                .copied()
+                .collect(),
+            add_tgids: tgids
+                .keys()
+                .filter(|k| !self.tgids.contains_key(k))
+                .copied()
+                .collect(),
+            remove_tgids: self
+                .tgids
+                .keys()
+                .filter(|k| !tgids.contains_key(k))
+                .copied()
+                .collect(),
         };
         for (id, record) in self.cgroups.drain() {
             if cgroups.get(&id) != Some(&record) {
@@ -114,7 +132,11 @@ mod tests {
         let changes = targets.apply(&set(2, &[("rec-b", &[], &[77])]));
         assert_eq!(changes.remove_cgroups, [10]);
         assert!(changes.add_tgids.is_empty() && changes.remove_tgids.is_empty());
-        assert_eq!(targets.record_for(10, 1), Some("rec-a"), "in-flight captures still attributed");
+        assert_eq!(
+            targets.record_for(10, 1),
+            Some("rec-a"),
+            "in-flight captures still attributed"
+        );
         targets.retire("rec-a");
         assert_eq!(targets.record_for(10, 1), None);
         assert_eq!(targets.version(), 2);

@@ -10,13 +10,27 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TracefsError {
     #[error("cannot read {path}: {source} (is tracefs mounted at /sys/kernel/tracing?)")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{tracepoint}: field `{field}` missing from the format file")]
     MissingField { tracepoint: String, field: String },
-    #[error("{tracepoint}: argument {index} is at offset {found}, expected {expected} (8-byte slots)")]
-    Layout { tracepoint: String, index: usize, found: u64, expected: u64 },
+    #[error(
+        "{tracepoint}: argument {index} is at offset {found}, expected {expected} (8-byte slots)"
+    )]
+    Layout {
+        tracepoint: String,
+        index: usize,
+        found: u64,
+        expected: u64,
+    },
     #[error("{tracepoint}: exit `ret` at offset {found}, other tracepoints use {expected}")]
-    RetMismatch { tracepoint: String, found: u64, expected: u64 },
+    RetMismatch {
+        tracepoint: String,
+        found: u64,
+        expected: u64,
+    },
 }
 
 /// The attach list: (syscall, argument names in order). Shared with the loader.
@@ -93,7 +107,12 @@ pub fn read_offsets(root: &Path) -> Result<Offsets, TracefsError> {
         if found == expected {
             Ok(())
         } else {
-            Err(TracefsError::Layout { tracepoint: tracepoint.to_string(), index: 0, found, expected })
+            Err(TracefsError::Layout {
+                tracepoint: tracepoint.to_string(),
+                index: 0,
+                found,
+                expected,
+            })
         }
     };
     for (name, args) in SYSCALLS {
@@ -102,19 +121,29 @@ pub fn read_offsets(root: &Path) -> Result<Offsets, TracefsError> {
         check(&enter, base, &mut enter_args)?;
         let exit = format!("sys_exit_{name}");
         let ret = field_offset(&read_format(root, &exit)?, "ret").ok_or_else(|| {
-            TracefsError::MissingField { tracepoint: exit.clone(), field: "ret".into() }
-        })?;
-        if let Some(expected) = exit_ret {
-            if ret != expected {
-                return Err(TracefsError::RetMismatch { tracepoint: exit, found: ret, expected });
+            TracefsError::MissingField {
+                tracepoint: exit.clone(),
+                field: "ret".into(),
             }
+        })?;
+        if let Some(expected) = exit_ret
+            && ret != expected
+        {
+            return Err(TracefsError::RetMismatch {
+                tracepoint: exit,
+                found: ret,
+                expected,
+            });
         }
         exit_ret = Some(ret);
     }
     let close = read_format(root, "sys_enter_close")?;
     let fd = enter_layout("sys_enter_close", &close, &["fd"])?;
     check("sys_enter_close", fd, &mut enter_args)?;
-    Ok(Offsets { enter_args: enter_args.unwrap_or(16), exit_ret: exit_ret.unwrap_or(16) })
+    Ok(Offsets {
+        enter_args: enter_args.unwrap_or(16),
+        exit_ret: exit_ret.unwrap_or(16),
+    })
 }
 
 #[cfg(test)]
@@ -135,7 +164,10 @@ mod tests {
         assert_eq!(field_offset(RECVMSG, "msg"), Some(24));
         assert_eq!(field_offset(RECVMSG, "flags"), Some(32));
         assert_eq!(field_offset(RECVMSG, "nope"), None);
-        assert_eq!(enter_layout("t", RECVMSG, &["fd", "msg", "flags"]).unwrap(), 16);
+        assert_eq!(
+            enter_layout("t", RECVMSG, &["fd", "msg", "flags"]).unwrap(),
+            16
+        );
     }
 
     #[test]
@@ -151,7 +183,11 @@ mod tests {
         let broken = RECVMSG.replace("msg;\toffset:24", "msg;\toffset:28");
         assert!(matches!(
             enter_layout("t", &broken, &["fd", "msg"]),
-            Err(TracefsError::Layout { index: 1, found: 28, .. })
+            Err(TracefsError::Layout {
+                index: 1,
+                found: 28,
+                ..
+            })
         ));
         assert!(matches!(
             enter_layout("t", RECVMSG, &["fd", "missing"]),

@@ -6,8 +6,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use kreplay_proto::v1::{
-    AgentMessage, Hello, agent_message, capture_service_client::CaptureServiceClient,
-    proxy_message,
+    AgentMessage, Hello, agent_message, capture_service_client::CaptureServiceClient, proxy_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,7 +18,10 @@ use crate::{outbox::Outbox, pipeline::Command};
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
     #[error("reading the agent token from {path}: {source}")]
-    Token { path: PathBuf, source: std::io::Error },
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the agent token is not a valid header value")]
     TokenFormat,
     #[error("proxy address: {0}")]
@@ -78,10 +80,14 @@ async fn stream_once(
     connected: &std::sync::atomic::AtomicBool,
 ) -> Result<(), UplinkError> {
     // Read on every connect: the token may be rotated while the agent runs.
-    let token = std::fs::read_to_string(&config.token_file)
-        .map_err(|source| UplinkError::Token { path: config.token_file.clone(), source })?;
-    let bearer: MetadataValue<_> =
-        format!("Bearer {}", token.trim()).parse().map_err(|_| UplinkError::TokenFormat)?;
+    let token =
+        std::fs::read_to_string(&config.token_file).map_err(|source| UplinkError::Token {
+            path: config.token_file.clone(),
+            source,
+        })?;
+    let bearer: MetadataValue<_> = format!("Bearer {}", token.trim())
+        .parse()
+        .map_err(|_| UplinkError::TokenFormat)?;
     let channel = Endpoint::from_shared(config.proxy_url.clone())
         .map_err(|e| UplinkError::Address(e.to_string()))?
         .connect_timeout(Duration::from_secs(3))
@@ -90,12 +96,13 @@ async fn stream_once(
         .initial_connection_window_size(Some(8 << 20))
         .connect()
         .await?;
-    let mut client = CaptureServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        req.metadata_mut().insert("authorization", bearer.clone());
-        Ok(req)
-    })
-    .max_decoding_message_size(16 << 20)
-    .max_encoding_message_size(16 << 20);
+    let mut client =
+        CaptureServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        })
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20);
 
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     let hello = Hello {
@@ -103,9 +110,11 @@ async fn stream_once(
         node_name: config.node_name.clone(),
         resend_from: outbox.oldest_seq(),
     };
-    tx.send(AgentMessage { msg: Some(agent_message::Msg::Hello(hello)) })
-        .await
-        .map_err(|_| UplinkError::Status(tonic::Status::cancelled("stream closed")))?;
+    tx.send(AgentMessage {
+        msg: Some(agent_message::Msg::Hello(hello)),
+    })
+    .await
+    .map_err(|_| UplinkError::Status(tonic::Status::cancelled("stream closed")))?;
     let mut inbound = client.stream(ReceiverStream::new(rx)).await?.into_inner();
     connected.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(proxy = %config.proxy_url, resend_from = outbox.oldest_seq(), "uplink connected");
@@ -115,9 +124,9 @@ async fn stream_once(
         while let Some(message) = inbound.message().await? {
             match message.msg {
                 Some(proxy_message::Msg::Ack(ack)) => outbox.ack(ack.up_to_seq),
-                Some(proxy_message::Msg::Targets(set)) => {
-                    commands.send(Command::Targets(set)).map_err(|_| UplinkError::PipelineGone)?
-                }
+                Some(proxy_message::Msg::Targets(set)) => commands
+                    .send(Command::Targets(set))
+                    .map_err(|_| UplinkError::PipelineGone)?,
                 Some(proxy_message::Msg::Flush(flush)) => commands
                     .send(Command::Flush(flush.record_id))
                     .map_err(|_| UplinkError::PipelineGone)?,
@@ -135,7 +144,7 @@ async fn stream_once(
 async fn send_loop(outbox: Arc<Outbox>, tx: mpsc::Sender<AgentMessage>) {
     let mut next = outbox.oldest_seq();
     loop {
-        let batch = outbox.from_seq(next, 64);
+        let batch = outbox.since(next, 64);
         if batch.is_empty() {
             // A missed wake-up is bounded by the timeout; Notify keeps one permit anyway.
             let _ = tokio::time::timeout(Duration::from_millis(200), outbox.pushed()).await;
@@ -143,7 +152,9 @@ async fn send_loop(outbox: Arc<Outbox>, tx: mpsc::Sender<AgentMessage>) {
         }
         for envelope in batch {
             next = envelope.seq + 1;
-            let message = AgentMessage { msg: Some(agent_message::Msg::Envelope(envelope)) };
+            let message = AgentMessage {
+                msg: Some(agent_message::Msg::Envelope(envelope)),
+            };
             if tx.send(message).await.is_err() {
                 return;
             }
