@@ -75,7 +75,7 @@ fn is_target(pid_tgid: u64) -> bool {
     }
     // SAFETY: values are plain u8 flags; a concurrent delete at worst yields a stale answer.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    unsafe { CGROUP_TARGETS.get(&cgroup).is_some() || TGID_TARGETS.get(&tgid).is_some() }
+    unsafe { CGROUP_TARGETS.get(cgroup).is_some() || TGID_TARGETS.get(tgid).is_some() }
 }
 
 #[inline(always)]
@@ -102,7 +102,7 @@ fn stash_enter(ctx: &TracePointContext, kind: u32, ptr_arg: u64, count_arg: u64)
         },
     };
     // An LRU map: a missed exit can never leak an entry.
-    let _ = STASH.insert(&pid_tgid, &stash, 0);
+    let _ = STASH.insert(pid_tgid, stash, 0);
     0
 }
 
@@ -123,7 +123,7 @@ fn emit_chunk(header: &DataHeader, src: u64, len: u64) -> bool {
         core::ptr::write_volatile(&raw mut (*scratch).header.len, len as u32);
         let len = core::ptr::read_volatile(&raw const (*scratch).header.len) as u64;
         let bounded = (len.wrapping_sub(1) & (CHUNK_BYTES as u64 - 1)) + 1;
-        let dst = (&mut (*scratch).payload).as_mut_ptr();
+        let dst = (&raw mut (*scratch).payload).cast::<u8>();
         let read = generated::bpf_probe_read_user(dst.cast(), bounded as u32, src as *const _);
         if read != 0 {
             count(counter::READ_FAULT, 1);
@@ -265,10 +265,10 @@ fn read_sockaddr(ptr: u64) -> SockAddr {
         if let Ok(v4) = unsafe { bpf_probe_read_user((ptr + 4) as *const [u8; 4]) } {
             out.addr[..4].copy_from_slice(&v4);
         }
-    } else if out.family == AF_INET6 {
-        if let Ok(v6) = unsafe { bpf_probe_read_user((ptr + 8) as *const [u8; 16]) } {
-            out.addr = v6;
-        }
+    } else if out.family == AF_INET6
+        && let Ok(v6) = unsafe { bpf_probe_read_user((ptr + 8) as *const [u8; 16]) }
+    {
+        out.addr = v6;
     }
     out
 }
@@ -288,7 +288,7 @@ fn open_connection(pid_tgid: u64, fd: u32, role: u32, peer: SockAddr) {
         role,
         ..Default::default()
     };
-    let _ = CONNS.insert(&conn_key((pid_tgid >> 32) as u32, fd), &state, 0);
+    let _ = CONNS.insert(conn_key((pid_tgid >> 32) as u32, fd), state, 0);
     send_control(&ControlEvent {
         ts_ns: now,
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
@@ -306,7 +306,7 @@ fn open_connection(pid_tgid: u64, fd: u32, role: u32, peer: SockAddr) {
 fn on_exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the remove below.
-    let Some(stash) = (unsafe { STASH.get(&pid_tgid) }).copied() else {
+    let Some(stash) = (unsafe { STASH.get(pid_tgid) }).copied() else {
         // Most exits belong to processes we do not trace; only a target's miss is a loss (the
         // agent attached while the syscall was in flight, or the stash was evicted).
         if is_target(pid_tgid) {
@@ -314,7 +314,7 @@ fn on_exit(ctx: &TracePointContext) -> u32 {
         }
         return 0;
     };
-    let _ = STASH.remove(&pid_tgid);
+    let _ = STASH.remove(pid_tgid);
     // SAFETY: offset from the tracepoint's format file.
     let ret = unsafe { ctx.read_at::<i64>(read_global(&EXIT_RET_OFFSET) as usize) }.unwrap_or(-1);
     match stash.kind {
@@ -343,7 +343,7 @@ fn on_exit(ctx: &TracePointContext) -> u32 {
 #[inline(always)]
 fn on_data(pid_tgid: u64, stash: &SyscallStash, transferred: u64) {
     let key = conn_key((pid_tgid >> 32) as u32, stash.fd);
-    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+    let Some(conn) = CONNS.get_ptr_mut(key) else {
         return; // not a connection the target accepted or opened
     };
     let reading = matches!(
@@ -429,10 +429,10 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0) as u32;
     let key = conn_key((pid_tgid >> 32) as u32, fd);
     // SAFETY: copied out before the remove.
-    let Some(conn) = (unsafe { CONNS.get(&key) }).copied() else {
+    let Some(conn) = (unsafe { CONNS.get(key) }).copied() else {
         return 0;
     };
-    let _ = CONNS.remove(&key);
+    let _ = CONNS.remove(key);
     send_control(&ControlEvent {
         ts_ns: unsafe { bpf_ktime_get_ns() },
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
