@@ -2,6 +2,8 @@
 //! binaries, real servers (nginx, gunicorn + httpbin) declared as local deployments, and real
 //! clients (curl). Used by the tests in `e2e/tests/` and by `cargo xtask demo` / `bench`.
 
+pub mod client;
+pub mod compare;
 pub mod process;
 pub mod rest;
 pub mod servers;
@@ -19,7 +21,10 @@ pub use rest::{Rest, StatusStream};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Where the binaries are: `KREPLAY_BIN_DIR`, else `target/debug` of this workspace.
@@ -95,6 +100,7 @@ pub struct Deployment {
     pub port: u16,
     pub working_dir: Option<PathBuf>,
     pub health_path: Option<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Deployment {
@@ -112,6 +118,14 @@ impl Deployment {
         if let Some(path) = &self.health_path {
             value["health_path"] = serde_json::json!(path);
         }
+        if !self.env.is_empty() {
+            let env: serde_json::Map<String, serde_json::Value> = self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect();
+            value["env"] = serde_json::Value::Object(env);
+        }
         value
     }
 }
@@ -123,6 +137,10 @@ pub struct ProxyConfig {
     pub data_dir: PathBuf,
     pub cgroup_root: PathBuf,
     pub deployments: Vec<Deployment>,
+    /// Where `kreplay-proxy` and `kreplay-agent` are.
+    pub bin_dir: PathBuf,
+    /// Run the agent as the proxy's supervised child, serving metrics on this port.
+    pub local_agent_metrics_port: Option<u16>,
 }
 
 impl ProxyConfig {
@@ -133,12 +151,14 @@ impl ProxyConfig {
             data_dir: dir.join("data"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup/unified"),
             deployments,
+            bin_dir: bin_dir(),
+            local_agent_metrics_port: None,
         })
     }
 
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         let tls_port = free_port()?;
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "listen": format!("127.0.0.1:{tls_port}"),
             "insecure": true,
             "insecure_listen": format!("127.0.0.1:{}", self.rest_port),
@@ -148,6 +168,12 @@ impl ProxyConfig {
             "stop_deployments_on_exit": false,
             "deployments": self.deployments.iter().map(Deployment::to_json).collect::<Vec<_>>(),
         });
+        if let Some(port) = self.local_agent_metrics_port {
+            config["local_agent"] = serde_json::json!({
+                "binary": self.bin_dir.join("kreplay-agent"),
+                "metrics_listen": format!("127.0.0.1:{port}"),
+            });
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&config)?)
             .with_context(|| format!("writing {}", path.display()))
     }

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::{ProxyConfig, Rest, bin_dir, free_port, wait_for};
+use crate::{ProxyConfig, Rest, free_port, wait_for};
 
 fn log_file(path: &Path) -> anyhow::Result<(File, File)> {
     let file = File::options()
@@ -52,6 +52,7 @@ pub struct Proxy {
     pub grpc_url: String,
     pub rest: Rest,
     cgroup_dirs: Vec<PathBuf>,
+    bin_dir: PathBuf,
 }
 
 impl Proxy {
@@ -62,7 +63,13 @@ impl Proxy {
         let cgroup_dirs = config
             .deployments
             .iter()
-            .map(|d| config.cgroup_root.join("kreplay").join(&d.namespace).join(&d.name))
+            .map(|d| {
+                config
+                    .cgroup_root
+                    .join("kreplay")
+                    .join(&d.namespace)
+                    .join(&d.name)
+            })
             .collect();
         let mut proxy = Self {
             child: None,
@@ -70,8 +77,12 @@ impl Proxy {
             log_path: dir.join("proxy.log"),
             data_dir: config.data_dir.clone(),
             grpc_url: format!("http://127.0.0.1:{}", config.grpc_port),
-            rest: Rest::new(format!("http://127.0.0.1:{}", config.rest_port), String::new()),
+            rest: Rest::new(
+                format!("http://127.0.0.1:{}", config.rest_port),
+                String::new(),
+            ),
             cgroup_dirs,
+            bin_dir: config.bin_dir.clone(),
         };
         proxy.spawn()?;
         Ok(proxy)
@@ -81,26 +92,35 @@ impl Proxy {
         let (out, err) = log_file(&self.log_path)?;
         let token_file = self.data_dir.join("shared.token");
         let _ = std::fs::remove_file(&token_file);
-        let child = Command::new(bin_dir().join("kreplay-proxy"))
+        let child = Command::new(self.bin_dir.join("kreplay-proxy"))
             .arg("--config")
             .arg(&self.config_path)
             .arg("--token-file")
             .arg(&token_file)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .context("starting kreplay-proxy (run `cargo xtask build` first)")?;
         self.child = Some(child);
-        let token = wait_for("the proxy's shared token file", Duration::from_secs(30), || {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("proxy exited: {status}; log:\n{}", self.log());
+        let token = wait_for(
+            "the proxy's shared token file",
+            Duration::from_secs(30),
+            || {
+                if let Some(child) = self.child.as_mut() {
+                    if let Some(status) = child.try_wait()? {
+                        bail!("proxy exited: {status}; log:\n{}", self.log());
+                    }
                 }
-            }
-            Ok(std::fs::read_to_string(&token_file).ok().filter(|t| t.trim().len() == 64))
-        })?;
+                Ok(std::fs::read_to_string(&token_file)
+                    .ok()
+                    .filter(|t| t.trim().len() == 64))
+            },
+        )?;
         self.rest.token = token.trim().to_string();
         wait_for("proxy /healthz", Duration::from_secs(30), || {
             Ok((self.rest.get("/healthz")?.status == 200).then_some(()))
@@ -177,7 +197,7 @@ impl Agent {
         let log_path = dir.join("agent.log");
         let (out, err) = log_file(&log_path)?;
         let metrics_port = free_port()?;
-        let child = Command::new(bin_dir().join("kreplay-agent"))
+        let child = Command::new(proxy.bin_dir.join("kreplay-agent"))
             .arg("--proxy")
             .arg(&proxy.grpc_url)
             .arg("--token-file")
@@ -185,14 +205,20 @@ impl Agent {
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .args(extra_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .context("starting kreplay-agent (run `cargo xtask build` first)")?;
-        let mut agent =
-            Self { child: Some(child), log_path, metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics") };
+        let mut agent = Self {
+            child: Some(child),
+            log_path,
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+        };
         wait_for("agent metrics endpoint", Duration::from_secs(30), || {
             if let Some(child) = agent.child.as_mut() {
                 if let Some(status) = child.try_wait()? {

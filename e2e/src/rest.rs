@@ -19,7 +19,11 @@ pub struct Response {
 impl Response {
     pub fn json(&self) -> anyhow::Result<Value> {
         serde_json::from_slice(&self.body).with_context(|| {
-            format!("status {} body is not JSON: {}", self.status, String::from_utf8_lossy(&self.body))
+            format!(
+                "status {} body is not JSON: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -30,7 +34,9 @@ impl Response {
 
 /// GET a URL and return its body as text (for metrics endpoints).
 pub fn curl_text(url: &str) -> anyhow::Result<String> {
-    let out = Command::new("curl").args(["-sS", "--fail", "--max-time", "5", url]).output()?;
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5", url])
+        .output()?;
     if !out.status.success() {
         bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -64,7 +70,15 @@ impl Rest {
         auth: Auth<'_>,
     ) -> anyhow::Result<Response> {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "60", "-X", method, "-w", "\n%{http_code}"]);
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "60",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ]);
         let header = match auth {
             Auth::SharedToken => Some(format!("Authorization: Bearer {}", self.token)),
             Auth::Header(value) => Some(format!("Authorization: {value}")),
@@ -74,22 +88,38 @@ impl Rest {
             cmd.args(["-H", &header]);
         }
         if body.is_some() {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", "@-"]);
+            cmd.args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                "@-",
+            ]);
         }
         cmd.arg(format!("{}{}", self.base, path));
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("running curl")?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(body.unwrap_or_default())?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "curl {method} {path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let stdout = out.stdout;
-        let split = stdout.iter().rposition(|b| *b == b'\n').context("curl printed no status")?;
+        let split = stdout
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .context("curl printed no status")?;
         let status = std::str::from_utf8(&stdout[split + 1..])?.trim().parse()?;
-        Ok(Response { status, body: stdout[..split].to_vec() })
+        Ok(Response {
+            status,
+            body: stdout[..split].to_vec(),
+        })
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Response> {
@@ -97,7 +127,12 @@ impl Rest {
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Response> {
-        self.request("POST", path, Some(&serde_json::to_vec(body)?), Auth::SharedToken)
+        self.request(
+            "POST",
+            path,
+            Some(&serde_json::to_vec(body)?),
+            Auth::SharedToken,
+        )
     }
 
     /// Follows `GET /record/status` as NDJSON.
@@ -125,7 +160,12 @@ impl Rest {
                 }
             }
         });
-        Ok(StatusStream { child, lines: rx, seen: Vec::new(), ended: false })
+        Ok(StatusStream {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            ended: false,
+        })
     }
 }
 
@@ -141,22 +181,35 @@ pub struct StatusStream {
 impl StatusStream {
     /// Reads lines until one has `status == want`; returns it.
     pub fn wait_for_status(&mut self, want: &str, timeout: Duration) -> anyhow::Result<Value> {
+        self.wait_for(timeout, |line| line["status"] == want)
+            .with_context(|| format!("waiting for status `{want}`"))
+    }
+
+    /// Reads lines until one satisfies `matches`; returns it.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        matches: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line["status"] == want {
+                    if matches(&line) {
                         return Ok(line);
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!("no `{want}` status within {timeout:?}; lines: {:?}", self.seen)
+                    bail!(
+                        "no matching status line within {timeout:?}; lines: {:?}",
+                        self.seen
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.ended = true;
-                    bail!("status stream ended before `{want}`; lines: {:?}", self.seen)
+                    bail!("status stream ended; lines: {:?}", self.seen)
                 }
             }
         }
@@ -173,7 +226,9 @@ impl StatusStream {
                     self.ended = true;
                     return Ok(());
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => bail!("status stream still open after {timeout:?}"),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("status stream still open after {timeout:?}")
+                }
             }
         }
     }

@@ -1,1 +1,6 @@
-//! Sans-IO protocol parsers: bytes in, values out.
+//! Sans-IO protocol parsers for captured traffic: bytes in, values out.
+//!
+//! Nothing here does I/O, spawns threads or awaits: the agent feeds reassembled stream bytes and
+//! pulls out parsed values, so every parser can be unit- and fuzz-tested without a network.
+
+pub mod http1;

@@ -1,0 +1,576 @@
+//! Issue P1 end to end: real nginx and httpbin (gunicorn) declared as local deployments, the real
+//! proxy and agent binaries, real clients (curl and a raw keep-alive client). Needs root (cgroups,
+//! eBPF) and the binaries from `cargo xtask build`; `cargo xtask test` does both.
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use anyhow::Context;
+use kreplay_e2e::{
+    Agent, Proxy, ProxyConfig, ScratchDir,
+    client::{self, KeepAliveClient, Logged, Request},
+    compare,
+    rest::Auth,
+    servers, wait_for,
+};
+use serde_json::{Value, json};
+
+/// One scenario at a time: each runs its own proxy, agent and servers on 2 cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests load eBPF programs and create cgroups: run them as root (`cargo xtask test`)"
+    );
+}
+
+const LOSS_METRICS: [&str; 5] = [
+    "kreplay_agent_data_ring_full_total",
+    "kreplay_agent_control_ring_full_total",
+    "kreplay_agent_read_faults_total",
+    "kreplay_agent_queue_drops_total",
+    "kreplay_agent_stream_gaps_total",
+];
+
+fn start_recording(proxy: &Proxy, deployment: &str) -> anyhow::Result<String> {
+    let response = proxy.rest.post_json(
+        "/record/start",
+        &json!({"namespace": "default", "deployment": deployment}),
+    )?;
+    anyhow::ensure!(
+        response.status == 200,
+        "record/start {deployment}: {} {}",
+        response.status,
+        response.text()
+    );
+    Ok(response.json()?["id"]
+        .as_str()
+        .context("record id")?
+        .to_string())
+}
+
+fn stop_recording(proxy: &Proxy, record_id: &str) -> anyhow::Result<()> {
+    let response = proxy
+        .rest
+        .post_json("/record/stop", &json!({"record_id": record_id}))?;
+    anyhow::ensure!(
+        response.status == 200,
+        "record/stop: {} {}",
+        response.status,
+        response.text()
+    );
+    assert_eq!(
+        response.json()?,
+        json!({"record": "stopped", "id": record_id})
+    );
+    Ok(())
+}
+
+fn stored_cases(proxy: &Proxy, record_id: &str) -> anyhow::Result<Vec<Value>> {
+    let response = proxy.rest.get(&format!(
+        "/k8s-proxy/testcases?record_id={record_id}&limit=10000"
+    ))?;
+    anyhow::ensure!(
+        response.status == 200,
+        "testcases: {} {}",
+        response.status,
+        response.text()
+    );
+    Ok(response.json()?.as_array().context("list")?.clone())
+}
+
+/// The nginx part of the mix: everything the issue lists that nginx serves.
+fn nginx_traffic(dir: &std::path::Path, site: &servers::NginxSite) -> anyhow::Result<Vec<Logged>> {
+    let base = format!("http://127.0.0.1:{}", site.port);
+    let mut log = Vec::new();
+    log.push(client::curl(
+        dir,
+        "n-query",
+        &[&format!("{base}/index.html?lang=en&page=2&q=a%20b")],
+        b"",
+    )?);
+    let upload = servers::pseudo_random_bytes(100_000, 7);
+    let upload_path = dir.join("upload.bin");
+    std::fs::write(&upload_path, &upload)?;
+    log.push(client::curl(
+        dir,
+        "n-put-chunked",
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &format!("@{}", upload_path.display()),
+            &format!("{base}/uploads/a.bin"),
+        ],
+        &upload,
+    )?);
+    log.push(client::curl(
+        dir,
+        "n-big",
+        &[&format!("{base}/big.bin")],
+        b"",
+    )?);
+    log.push(client::curl(
+        dir,
+        "n-404",
+        &[&format!("{base}/missing")],
+        b"",
+    )?);
+    log.push(client::curl(
+        dir,
+        "n-gzip",
+        &[
+            "-H",
+            "Accept-Encoding: gzip",
+            &format!("{base}/catalog.json"),
+        ],
+        b"",
+    )?);
+    let gzip = log.last().context("gzip case")?;
+    assert!(
+        gzip.received
+            .headers
+            .iter()
+            .any(|(n, v)| n == "Content-Encoding" && v == "gzip"),
+        "nginx did not gzip: {:?}",
+        gzip.received.headers
+    );
+    assert_eq!(gzip.received.decoded_body, site.catalog.as_bytes());
+
+    let mut raw = KeepAliveClient::connect(site.port)?;
+    log.push(raw.exchange("n-head", &Request::new("HEAD", "/big.bin"))?);
+    log.push(
+        raw.exchange(
+            "n-continue",
+            &Request::new("PUT", "/uploads/b.txt")
+                .body(b"sent after 100 Continue\n".to_vec())
+                .expect_continue(),
+        )?,
+    );
+    log.push(
+        raw.exchange(
+            "n-raw-chunked",
+            &Request::new("PUT", "/uploads/c.txt")
+                .body(b"three small chunks of text".to_vec())
+                .chunked(9),
+        )?,
+    );
+    let pipelined: Vec<(String, Request)> = [
+        ("GET", "/index.html"),
+        ("GET", "/catalog.json"),
+        ("HEAD", "/notes.txt"),
+        ("GET", "/notes.txt"),
+        ("GET", "/nothing-here"),
+        ("GET", "/big.bin"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (method, target))| (format!("n-pipe-{i}"), Request::new(method, target)))
+    .collect();
+    log.extend(raw.pipeline(&pipelined)?);
+
+    // 20 concurrent keep-alive connections, three requests each.
+    let port = site.port;
+    let concurrent: Vec<anyhow::Result<Vec<Logged>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|conn| {
+                scope.spawn(move || {
+                    let mut client = KeepAliveClient::connect(port)?;
+                    let mut out = Vec::new();
+                    for (i, target) in ["/index.html", "/notes.txt", "/catalog.json"]
+                        .iter()
+                        .enumerate()
+                    {
+                        let target = format!("{target}?conn={conn}");
+                        let request =
+                            Request::new("GET", &target).header("Accept-Encoding", "gzip");
+                        out.push(client.exchange(&format!("n-c{conn}-{i}"), &request)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
+            .collect()
+    });
+    for result in concurrent {
+        log.extend(result?);
+    }
+    Ok(log)
+}
+
+/// The httpbin part: JSON bodies, a chunked upload, gzip and deflate, streamed (chunked) responses.
+fn httpbin_traffic(dir: &std::path::Path, port: u16) -> anyhow::Result<Vec<Logged>> {
+    let base = format!("http://127.0.0.1:{port}");
+    let json_body = br#"{"name":"kreplay","tags":["a","b"],"nested":{"n":1.5,"ok":true}}"#;
+    let mut log = vec![
+        client::curl(dir, "b-get", &[&format!("{base}/get?a=1&b=two")], b"")?,
+        client::curl(
+            dir,
+            "b-post-json",
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                std::str::from_utf8(json_body)?,
+                &format!("{base}/post"),
+            ],
+            json_body,
+        )?,
+        client::curl(
+            dir,
+            "b-gzip",
+            &["-H", "Accept-Encoding: gzip", &format!("{base}/gzip")],
+            b"",
+        )?,
+        client::curl(dir, "b-deflate", &[&format!("{base}/deflate")], b"")?,
+        client::curl(dir, "b-status", &[&format!("{base}/status/418")], b"")?,
+        client::curl(dir, "b-stream", &[&format!("{base}/stream/5")], b"")?,
+    ];
+    let mut raw = KeepAliveClient::connect(port)?;
+    log.push(
+        raw.exchange(
+            "b-put-chunked",
+            &Request::new("PUT", "/put")
+                .header("Content-Type", "text/plain")
+                .body(b"chunked body for httpbin".to_vec())
+                .chunked(7),
+        )?,
+    );
+    Ok(log)
+}
+
+#[test]
+fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
+    let _serial = serial();
+    require_root();
+    let scratch = ScratchDir::new("record")?;
+    let dir = scratch.path();
+    let (nginx, site) = servers::nginx(dir, "web")?;
+    let httpbin = servers::httpbin(dir, "bin")?;
+    let httpbin_port = httpbin.port;
+    let config = ProxyConfig::new(dir, vec![nginx, httpbin])?;
+    let proxy = Proxy::start(dir, &config)?;
+    let agent = Agent::start(dir, &proxy, &[])?;
+
+    let web_id = start_recording(&proxy, "web")?;
+    let bin_id = start_recording(&proxy, "bin")?;
+    let mut web_status = proxy.rest.status_stream(&web_id)?;
+    web_status.wait_for_status("running", Duration::from_secs(30))?;
+    let mut bin_status = proxy.rest.status_stream(&bin_id)?;
+    bin_status.wait_for_status("running", Duration::from_secs(30))?;
+    // httpbin's workers must be up before its traffic (the probe is a bare connect).
+    wait_for("httpbin", Duration::from_secs(30), || {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", httpbin_port))
+            .ok()
+            .map(|_| ()))
+    })?;
+
+    let web_log =
+        nginx_traffic(dir, &site).with_context(|| format!("agent log:\n{}", agent.log()))?;
+    let bin_log = httpbin_traffic(dir, httpbin_port)?;
+    // While still recording, the stream shows the count reach what was sent.
+    let expected = web_log.len() as u64;
+    web_status
+        .wait_for(Duration::from_secs(30), |l| {
+            l["status"] == "running" && l["test_cases_count"] == expected
+        })
+        .context("running lines with the full count")?;
+
+    stop_recording(&proxy, &web_id)?;
+    stop_recording(&proxy, &bin_id)?;
+    let web_final = web_status.wait_for_status("stopped", Duration::from_secs(60))?;
+    bin_status.wait_for_status("stopped", Duration::from_secs(60))?;
+    web_status.wait_for_end(Duration::from_secs(10))?;
+
+    let web_cases = stored_cases(&proxy, &web_id)?;
+    compare::check_exact(&web_cases, &web_log)
+        .with_context(|| format!("nginx session; agent log tail:\n{}", tail(&agent.log())))?;
+    compare::check_exact(&stored_cases(&proxy, &bin_id)?, &bin_log).context("httpbin session")?;
+    let names: Vec<&str> = web_cases
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for i in 1..=web_cases.len() {
+        assert!(
+            names.contains(&format!("test-{i}").as_str()),
+            "test cases are named test-1..test-N: {names:?}"
+        );
+    }
+
+    // The status stream: starting -> running with a growing count and endpoints -> stopped.
+    let statuses: Vec<&str> = web_status
+        .seen
+        .iter()
+        .filter_map(|l| l["status"].as_str())
+        .collect();
+    assert_eq!(statuses.first(), Some(&"starting"), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&"stopped"), "{statuses:?}");
+    let running_counts: Vec<u64> = web_status
+        .seen
+        .iter()
+        .filter(|l| l["status"] == "running")
+        .filter_map(|l| l["test_cases_count"].as_u64())
+        .collect();
+    assert!(
+        running_counts.windows(2).all(|w| w[0] <= w[1]),
+        "counts never shrink: {running_counts:?}"
+    );
+    assert_eq!(running_counts.first(), Some(&0), "{running_counts:?}");
+    assert_eq!(running_counts.last(), Some(&expected), "{running_counts:?}");
+    assert!(
+        web_status.seen.iter().any(|l| l["status"] == "running"
+            && l["endpoints"].as_array().is_some_and(|e| !e.is_empty())),
+        "running lines name endpoints"
+    );
+    assert_eq!(
+        web_final["test_cases_count"].as_u64(),
+        Some(web_log.len() as u64)
+    );
+
+    // Loss counters are reported and are zero.
+    for field in [
+        "ring_full_drops",
+        "control_ring_drops",
+        "read_faults",
+        "queue_drops",
+        "stream_gaps",
+        "parse_errors",
+    ] {
+        assert_eq!(
+            web_final["capture"][field],
+            json!(0),
+            "status capture.{field}: {web_final}"
+        );
+    }
+    let metrics = agent.metrics()?;
+    for name in LOSS_METRICS {
+        assert_eq!(metrics.get(name), Some(&0.0), "{name} in agent metrics");
+    }
+    Ok(())
+}
+
+fn tail(text: &str) -> &str {
+    &text[text.len().saturating_sub(4000)..]
+}
+
+#[test]
+fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
+    let _serial = serial();
+    require_root();
+    let scratch = ScratchDir::new("tiny-ring")?;
+    let dir = scratch.path();
+    let (nginx, site) = servers::nginx(dir, "web")?;
+    let config = ProxyConfig::new(dir, vec![nginx])?;
+    let proxy = Proxy::start(dir, &config)?;
+    // One page of data ring: a 1 MiB response cannot fit, whatever the reader's speed.
+    let agent = Agent::start(dir, &proxy, &["--data-ring-bytes", "4096"])?;
+    let record_id = start_recording(&proxy, "web")?;
+    let mut status = proxy.rest.status_stream(&record_id)?;
+    status.wait_for_status("running", Duration::from_secs(30))?;
+
+    let mut raw = KeepAliveClient::connect(site.port)?;
+    let sent = 10;
+    for i in 0..sent {
+        let logged = raw.exchange(&format!("big-{i}"), &Request::new("GET", "/big.bin"))?;
+        assert_eq!(logged.received.body, site.big_file);
+    }
+    stop_recording(&proxy, &record_id)?;
+    let last = status.wait_for_status("stopped", Duration::from_secs(60))?;
+    let drops = last["capture"]["ring_full_drops"]
+        .as_u64()
+        .context("ring_full_drops")?;
+    assert!(drops > 0, "the tiny ring must have overflowed: {last}");
+    let metrics = agent.metrics()?;
+    assert!(
+        metrics["kreplay_agent_data_ring_full_total"] > 0.0,
+        "agent metrics: {metrics:?}"
+    );
+    assert!(
+        metrics["kreplay_agent_stream_gaps_total"] > 0.0,
+        "the gaps are seen by user space: {metrics:?}"
+    );
+    // Damaged exchanges are dropped, never stored with holes.
+    let cases = stored_cases(&proxy, &record_id)?;
+    assert!(
+        cases.len() < sent,
+        "{} of {sent} stored despite drops",
+        cases.len()
+    );
+    for case in &cases {
+        assert_eq!(
+            compare::body_bytes(&case["resp"])?,
+            site.big_file,
+            "a stored case is complete"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
+    let _serial = serial();
+    require_root();
+    let scratch = ScratchDir::new("restart")?;
+    let dir = scratch.path();
+    let (nginx, site) = servers::nginx(dir, "web")?;
+    let config = ProxyConfig::new(dir, vec![nginx])?;
+    let mut proxy = Proxy::start(dir, &config)?;
+    let agent = Agent::start(dir, &proxy, &[])?;
+    let record_id = start_recording(&proxy, "web")?;
+    proxy
+        .rest
+        .status_stream(&record_id)?
+        .wait_for_status("running", Duration::from_secs(30))?;
+
+    let mut log = Vec::new();
+    let mut send = |phase: &str, count: usize| -> anyhow::Result<()> {
+        let mut raw = KeepAliveClient::connect(site.port)?;
+        for i in 0..count {
+            let request = Request::new("POST", &format!("/api/echo?phase={phase}&i={i}"))
+                .body(format!("{{\"i\":{i}}}"));
+            log.push(raw.exchange(&format!("{phase}-{i}"), &request)?);
+        }
+        Ok(())
+    };
+    send("before", 40)?;
+    proxy.kill();
+    // The proxy is down: the agent keeps capturing into its outbox.
+    send("during", 40)?;
+    wait_for(
+        "the agent to notice the proxy is gone",
+        Duration::from_secs(30),
+        || Ok((agent.metrics()?.get("kreplay_agent_connected") == Some(&0.0)).then_some(())),
+    )?;
+    send("while-down", 20)?;
+    proxy.restart()?;
+    wait_for("the agent to reconnect", Duration::from_secs(60), || {
+        Ok((agent.metrics()?.get("kreplay_agent_connected") == Some(&1.0)).then_some(()))
+    })?;
+    send("after", 40)?;
+    stop_recording(&proxy, &record_id)?;
+    let last = proxy
+        .rest
+        .status_stream(&record_id)?
+        .wait_for_status("stopped", Duration::from_secs(60))?;
+    compare::check_exact(&stored_cases(&proxy, &record_id)?, &log).with_context(|| {
+        format!(
+            "agent log tail:\n{}\nproxy log tail:\n{}",
+            tail(&agent.log()),
+            tail(&proxy.log())
+        )
+    })?;
+    assert_eq!(last["test_cases_count"].as_u64(), Some(log.len() as u64));
+    assert_eq!(
+        agent.metrics()?.get("kreplay_agent_queue_drops_total"),
+        Some(&0.0)
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_input_gets_clear_json_errors() -> anyhow::Result<()> {
+    let _serial = serial();
+    require_root();
+    let scratch = ScratchDir::new("bad-input")?;
+    let dir = scratch.path();
+    let (nginx, _site) = servers::nginx(dir, "web")?;
+    let config = ProxyConfig::new(dir, vec![nginx])?;
+    let proxy = Proxy::start(dir, &config)?;
+    let _agent = Agent::start(dir, &proxy, &[])?;
+    let rest = &proxy.rest;
+    let error_of = |response: &kreplay_e2e::rest::Response| -> String {
+        response
+            .json()
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+
+    let unknown = rest.post_json(
+        "/record/start",
+        &json!({"namespace": "default", "deployment": "nope"}),
+    )?;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert!(error_of(&unknown).contains("nope"), "{}", unknown.text());
+
+    let malformed = rest.request(
+        "POST",
+        "/record/start",
+        Some(b"{\"deployment\": "),
+        Auth::SharedToken,
+    )?;
+    assert_eq!(malformed.status, 400, "{}", malformed.text());
+    assert!(!error_of(&malformed).is_empty(), "{}", malformed.text());
+
+    let record_id = start_recording(&proxy, "web")?;
+    let again = rest.post_json(
+        "/record/start",
+        &json!({"namespace": "default", "deployment": "web"}),
+    )?;
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert!(
+        again.text().contains(&record_id),
+        "409 names the active record_id: {}",
+        again.text()
+    );
+    let active = rest
+        .get("/record/active?namespace=default&deployment=web")?
+        .json()?;
+    assert_eq!(active, json!({"in_progress": true, "record_id": record_id}));
+
+    let stop_unknown = rest.post_json("/record/stop", &json!({"record_id": "rec-doesnotexist"}))?;
+    assert_eq!(stop_unknown.status, 404, "{}", stop_unknown.text());
+    assert!(!error_of(&stop_unknown).is_empty());
+
+    for (auth, what) in [
+        (Auth::None, "no token"),
+        (Auth::Header("Bearer 0123"), "wrong token"),
+        (Auth::Header("Basic abc"), "not bearer"),
+    ] {
+        let response = rest.request("GET", "/deployments", None, auth)?;
+        assert_eq!(response.status, 401, "{what}: {}", response.text());
+        assert!(
+            !error_of(&response).is_empty(),
+            "{what}: {}",
+            response.text()
+        );
+    }
+    let health = rest.request("GET", "/healthz", None, Auth::None)?;
+    assert_eq!(health.json()?, json!({"status": "ok"}));
+    let info = rest
+        .request("GET", "/shared-token/info", None, Auth::None)?
+        .json()?;
+    assert_eq!(info["tokenId"].as_str().map(str::len), Some(16), "{info}");
+
+    stop_recording(&proxy, &record_id)?;
+    let deployments = wait_for("nginx to be ready", Duration::from_secs(30), || {
+        let list = rest.get("/deployments")?.json()?;
+        Ok((list[0]["readyReplicas"] == 1).then_some(list))
+    })?;
+    assert_eq!(
+        deployments,
+        json!([{"name": "web", "namespace": "default", "replicas": 1, "readyReplicas": 1}])
+    );
+    Ok(())
+}
