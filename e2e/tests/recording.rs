@@ -296,6 +296,8 @@ fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
             l["status"] == "running" && l["test_cases_count"] == expected
         })
         .context("running lines with the full count")?;
+    let running = web_status.seen.last().context("a running line")?;
+    assert_eq!(running["pods_running"], 1, "{running}");
 
     stop_recording(&proxy, &web_id)?;
     stop_recording(&proxy, &bin_id)?;
@@ -370,6 +372,31 @@ fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// nginx as the one local deployment `web`, the proxy and an agent. Fields drop in order: the
+/// agent, then the proxy (which kills the deployment's cgroup), then the scratch files.
+struct NginxRun {
+    agent: Agent,
+    proxy: Proxy,
+    site: servers::NginxSite,
+    _scratch: ScratchDir,
+}
+
+impl NginxRun {
+    fn start(label: &str, agent_args: &[&str]) -> anyhow::Result<Self> {
+        let scratch = ScratchDir::new(label)?;
+        let dir = scratch.path();
+        let (nginx, site) = servers::nginx(dir, "web")?;
+        let proxy = Proxy::start(dir, &ProxyConfig::new(dir, vec![nginx])?)?;
+        let agent = Agent::start(dir, &proxy, agent_args)?;
+        Ok(Self {
+            agent,
+            proxy,
+            site,
+            _scratch: scratch,
+        })
+    }
+}
+
 fn tail(text: &str) -> &str {
     &text[text.len().saturating_sub(4000)..]
 }
@@ -378,13 +405,9 @@ fn tail(text: &str) -> &str {
 fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
     let _serial = serial();
     require_root();
-    let scratch = ScratchDir::new("tiny-ring")?;
-    let dir = scratch.path();
-    let (nginx, site) = servers::nginx(dir, "web")?;
-    let config = ProxyConfig::new(dir, vec![nginx])?;
-    let proxy = Proxy::start(dir, &config)?;
     // One page of data ring: a 1 MiB response cannot fit, whatever the reader's speed.
-    let agent = Agent::start(dir, &proxy, &["--data-ring-bytes", "4096"])?;
+    let run = NginxRun::start("tiny-ring", &["--data-ring-bytes", "4096"])?;
+    let (agent, proxy, site) = (&run.agent, &run.proxy, &run.site);
     let record_id = start_recording(&proxy, "web")?;
     let mut status = proxy.rest.status_stream(&record_id)?;
     status.wait_for_status("running", Duration::from_secs(30))?;
@@ -431,12 +454,8 @@ fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
 fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
     let _serial = serial();
     require_root();
-    let scratch = ScratchDir::new("restart")?;
-    let dir = scratch.path();
-    let (nginx, site) = servers::nginx(dir, "web")?;
-    let config = ProxyConfig::new(dir, vec![nginx])?;
-    let mut proxy = Proxy::start(dir, &config)?;
-    let agent = Agent::start(dir, &proxy, &[])?;
+    let mut run = NginxRun::start("restart", &[])?;
+    let (agent, proxy, site) = (&run.agent, &mut run.proxy, &run.site);
     let record_id = start_recording(&proxy, "web")?;
     proxy
         .rest
@@ -492,12 +511,8 @@ fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
 fn bad_input_gets_clear_json_errors() -> anyhow::Result<()> {
     let _serial = serial();
     require_root();
-    let scratch = ScratchDir::new("bad-input")?;
-    let dir = scratch.path();
-    let (nginx, _site) = servers::nginx(dir, "web")?;
-    let config = ProxyConfig::new(dir, vec![nginx])?;
-    let proxy = Proxy::start(dir, &config)?;
-    let _agent = Agent::start(dir, &proxy, &[])?;
+    let run = NginxRun::start("bad-input", &[])?;
+    let proxy = &run.proxy;
     let rest = &proxy.rest;
     let error_of = |response: &kreplay_e2e::rest::Response| -> String {
         response

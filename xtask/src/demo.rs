@@ -25,7 +25,10 @@ pub fn run() -> anyhow::Result<()> {
     let proxy = kreplay_e2e::Proxy::start(&dir, &config)?;
     let rest = &proxy.rest;
 
-    let deployments = rest.get("/deployments")?.json()?;
+    let deployments = kreplay_e2e::wait_for("nginx to be ready", Duration::from_secs(30), || {
+        let list = rest.get("/deployments")?.json()?;
+        Ok((list[0]["readyReplicas"] == 1).then_some(list))
+    })?;
     println!(
         "==> GET /deployments\n{}",
         serde_json::to_string_pretty(&deployments)?

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one place that knows how to install the toolchain pieces, build the eBPF
 //! object, run the tests, the demo and the benchmarks.
 
+mod bench;
 mod demo;
 mod ebpf;
 mod setup;
@@ -33,6 +34,11 @@ enum Command {
     /// Set up, build, start the proxy in local mode with an example deployment, record real
     /// requests and print the stored test cases.
     Demo,
+    /// Benchmarks that print ratios side by side.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Bench,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +57,11 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             ebpf::build_all(true)?;
             demo::run()
+        }
+        Command::Bench { which } => {
+            setup::run()?;
+            ebpf::build_all(true)?;
+            bench::run(which)
         }
     }
 }

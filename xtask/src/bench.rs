@@ -1,0 +1,300 @@
+//! `cargo xtask bench ...`: benchmarks that print their ratios side by side in one run.
+//!
+//! `capture`: wrk against nginx (a local deployment of the proxy) with capture off, then on,
+//! then a paced load at a fixed rate with capture on; prints the throughput and p99 ratios, the
+//! agent's CPU per 10k requests, completeness (stored / answered) and every loss counter.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use kreplay_e2e::{
+    Agent, Proxy, ProxyConfig, ScratchDir,
+    client::{KeepAliveClient, Request},
+    servers,
+};
+use serde_json::{Value, json};
+
+use crate::util::root;
+
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Capture overhead and completeness under wrk load against nginx.
+    Capture {
+        /// Length of each wrk phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// wrk connections.
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+        /// Request rate of the paced phase.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+    },
+}
+
+pub fn run(which: Bench) -> anyhow::Result<()> {
+    match which {
+        Bench::Capture {
+            seconds,
+            connections,
+            rate,
+        } => capture(seconds, connections, rate),
+    }
+}
+
+/// What one wrk run printed.
+#[derive(Debug, Clone, Copy)]
+struct WrkResult {
+    requests: u64,
+    per_second: f64,
+    p99_ms: f64,
+}
+
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => return None,
+    })
+}
+
+fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
+    let mut requests = None;
+    let mut per_second = None;
+    let mut p99_ms = None;
+    for line in output.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", value] => per_second = value.parse().ok(),
+            ["99%", value] => p99_ms = parse_duration_ms(value),
+            [count, "requests", "in", ..] => requests = count.parse().ok(),
+            _ => {}
+        }
+    }
+    Ok(WrkResult {
+        requests: requests.context("wrk printed no request count")?,
+        per_second: per_second.context("wrk printed no Requests/sec")?,
+        p99_ms: p99_ms.context("wrk printed no 99% latency")?,
+    })
+}
+
+fn wrk(port: u16, seconds: u64, connections: u32) -> anyhow::Result<WrkResult> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/index.html"))
+        .output()
+        .context("running wrk (`cargo xtask setup` installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        eprintln!("wrk reported errors:\n{text}");
+    }
+    parse_wrk(&text)
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+/// `connections` keep-alive clients together sending `rate` requests per second for `seconds`.
+fn paced_load(port: u16, rate: u32, seconds: u64, connections: u32) -> anyhow::Result<u64> {
+    let per_connection = f64::from(rate) / f64::from(connections);
+    let interval = Duration::from_secs_f64(1.0 / per_connection);
+    let total = (per_connection * seconds as f64) as u64;
+    let results: Vec<anyhow::Result<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .map(|c| {
+                scope.spawn(move || {
+                    let mut client = KeepAliveClient::connect(port)?;
+                    let start =
+                        Instant::now() + interval.mul_f64(f64::from(c) / f64::from(connections));
+                    for i in 0..total {
+                        let due = start + interval.mul_f64(i as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        client
+                            .exchange(&format!("p{c}-{i}"), &Request::new("GET", "/index.html"))?;
+                    }
+                    Ok(total)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().sum()
+}
+
+struct Recording<'a> {
+    proxy: &'a Proxy,
+    record_id: String,
+}
+
+impl<'a> Recording<'a> {
+    fn start(proxy: &'a Proxy) -> anyhow::Result<Self> {
+        let response = proxy
+            .rest
+            .post_json("/record/start", &json!({"deployment": "web"}))?;
+        if response.status != 200 {
+            bail!("record/start: {} {}", response.status, response.text());
+        }
+        let record_id = response.json()?["id"]
+            .as_str()
+            .context("record id")?
+            .to_string();
+        proxy
+            .rest
+            .status_stream(&record_id)?
+            .wait_for_status("running", Duration::from_secs(30))?;
+        Ok(Self { proxy, record_id })
+    }
+
+    /// Stops and returns the final status line.
+    fn stop(self) -> anyhow::Result<Value> {
+        let mut status = self.proxy.rest.status_stream(&self.record_id)?;
+        self.proxy
+            .rest
+            .post_json("/record/stop", &json!({"record_id": self.record_id}))?;
+        status.wait_for_status("stopped", Duration::from_secs(120))
+    }
+}
+
+fn losses(line: &Value) -> String {
+    let c = &line["capture"];
+    format!(
+        "ring_full_drops={} control_ring_drops={} read_faults={} queue_drops={} stream_gaps={} parse_errors={}",
+        c["ring_full_drops"],
+        c["control_ring_drops"],
+        c["read_faults"],
+        c["queue_drops"],
+        c["stream_gaps"],
+        c["parse_errors"]
+    )
+}
+
+fn capture(seconds: u64, connections: u32, rate: u32) -> anyhow::Result<()> {
+    let scratch = ScratchDir::new("bench-capture")?;
+    let dir = scratch.path();
+    let (nginx, site) = servers::nginx(dir, "web")?;
+    let mut config = ProxyConfig::new(dir, vec![nginx])?;
+    config.bin_dir = root().join("target/release");
+    let proxy = Proxy::start(dir, &config)?;
+    let agent = Agent::start(dir, &proxy, &[])?;
+    let agent_pid = agent.pid().context("agent pid")?;
+    kreplay_e2e::wait_for("nginx", Duration::from_secs(30), || {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", site.port))
+            .ok()
+            .map(|_| ()))
+    })?;
+    // Warm up nginx and the page cache.
+    wrk(site.port, 2, connections)?;
+
+    let off = wrk(site.port, seconds, connections)?;
+    let recording = Recording::start(&proxy)?;
+    let cpu_before = cpu_seconds(agent_pid)?;
+    let on = wrk(site.port, seconds, connections)?;
+    let cpu_on = cpu_seconds(agent_pid)? - cpu_before;
+    let saturated = recording.stop()?;
+
+    let recording = Recording::start(&proxy)?;
+    let cpu_before = cpu_seconds(agent_pid)?;
+    let paced_started = Instant::now();
+    let paced_sent = paced_load(site.port, rate, seconds, 4)?;
+    let paced_elapsed = paced_started.elapsed().as_secs_f64();
+    let cpu_paced = cpu_seconds(agent_pid)? - cpu_before;
+    let paced = recording.stop()?;
+
+    let stored = saturated["test_cases_count"].as_u64().unwrap_or(0);
+    let paced_stored = paced["test_cases_count"].as_u64().unwrap_or(0);
+    println!(
+        "\n== cargo xtask bench capture --seconds {seconds} --connections {connections} --rate {rate}"
+    );
+    println!(
+        "wrk -t2 -c{connections} -d{seconds}s against nginx (2 workers), GET /index.html, on {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<34} {:>14} {:>14} {:>10}",
+        "", "capture off", "capture on", "on/off"
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0} {:>10.3}",
+        "throughput (req/s)",
+        off.per_second,
+        on.per_second,
+        on.per_second / off.per_second
+    );
+    println!(
+        "{:<34} {:>14.3} {:>14.3} {:>10.3}",
+        "p99 latency (ms)",
+        off.p99_ms,
+        on.p99_ms,
+        on.p99_ms / off.p99_ms
+    );
+    println!(
+        "{:<34} {:>14} {:>14}",
+        "requests answered", off.requests, on.requests
+    );
+    println!(
+        "saturated: stored {stored} of {} answered = {:.2}% complete; agent CPU {:.3} s per 10k requests; {}",
+        on.requests,
+        100.0 * stored as f64 / on.requests.max(1) as f64,
+        cpu_on / on.requests.max(1) as f64 * 10_000.0,
+        losses(&saturated)
+    );
+    println!(
+        "paced {rate} req/s x {seconds}s (4 keep-alive connections, achieved {:.0} req/s): stored {paced_stored} of {paced_sent} = {:.2}% complete; agent CPU {:.3} s per 10k requests; {}",
+        paced_sent as f64 / paced_elapsed,
+        100.0 * paced_stored as f64 / paced_sent.max(1) as f64,
+        cpu_paced / paced_sent.max(1) as f64 * 10_000.0,
+        losses(&paced)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_output() {
+        let text = "Running 10s test @ http://127.0.0.1:1/\n  2 threads and 32 connections\n  Latency Distribution\n     50%  310.00us\n     99%    1.52ms\n  123456 requests in 10.00s, 1.00MB read\nRequests/sec:  12345.60\nTransfer/sec:      1.00MB\n";
+        let r = parse_wrk(text).unwrap();
+        assert_eq!(r.requests, 123_456);
+        assert!((r.per_second - 12_345.6).abs() < 1e-6);
+        assert!((r.p99_ms - 1.52).abs() < 1e-9);
+        assert_eq!(parse_duration_ms("250.5us"), Some(0.2505));
+        assert_eq!(parse_duration_ms("2.00s"), Some(2000.0));
+    }
+}
