@@ -132,6 +132,11 @@ impl Proxy {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Process id, for CPU accounting in benchmarks.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn agent_token_file(&self) -> PathBuf {
         self.data_dir.join("agent.token")
     }

@@ -16,6 +16,8 @@ use crate::{Deployment, free_port};
 
 /// Size of the large static file nginx serves (`/big.bin`).
 pub const BIG_FILE_BYTES: usize = 1 << 20;
+/// Size of `/huge.bin`, above the agent's 5 MiB body limit.
+pub const HUGE_FILE_BYTES: usize = 6 << 20;
 
 /// Deterministic, incompressible-looking bytes (xorshift64*), so large bodies are not all zeros
 /// and are stored base64 (not valid UTF-8).
@@ -75,6 +77,8 @@ pub struct NginxSite {
     pub port: u16,
     /// Contents of `/big.bin` (1 MiB).
     pub big_file: Vec<u8>,
+    /// Contents of `/huge.bin` (6 MiB).
+    pub huge_file: Vec<u8>,
     /// Contents of `/catalog.json` (gzip'ed when the client accepts it).
     pub catalog: String,
 }
@@ -100,6 +104,8 @@ pub fn nginx(dir: &Path, name: &str) -> anyhow::Result<(Deployment, NginxSite)> 
         "<!doctype html>\n<html><head><title>kreplay e2e</title></head><body><p>hello from nginx</p></body></html>\n",
     )?;
     write(&root.join("big.bin"), &big_file)?;
+    let huge_file = pseudo_random_bytes(HUGE_FILE_BYTES, 0x6875_6765);
+    write(&root.join("huge.bin"), &huge_file)?;
     write(&root.join("catalog.json"), &catalog)?;
     write(
         &root.join("notes.txt"),
@@ -184,6 +190,7 @@ http {{
             root,
             port,
             big_file,
+            huge_file,
             catalog,
         },
     ))

@@ -369,6 +369,44 @@ fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
     for name in LOSS_METRICS {
         assert_eq!(metrics.get(name), Some(&0.0), "{name} in agent metrics");
     }
+
+    // A second session on the same deployment is a new test set; a body over 5 MiB is stored
+    // as its first 5 MiB with the truncation flag, and the connection goes on parsing.
+    let second = start_recording(&proxy, "web")?;
+    let mut second_status = proxy.rest.status_stream(&second)?;
+    second_status.wait_for_status("running", Duration::from_secs(30))?;
+    let mut raw = KeepAliveClient::connect(site.port)?;
+    let huge = raw.exchange("huge", &Request::new("GET", "/huge.bin"))?;
+    assert_eq!(huge.received.body, site.huge_file);
+    let after = raw.exchange("after-huge", &Request::new("GET", "/notes.txt"))?;
+    stop_recording(&proxy, &second)?;
+    second_status.wait_for_status("stopped", Duration::from_secs(60))?;
+    let cases = stored_cases(&proxy, &second)?;
+    assert_eq!(cases.len(), 2, "{cases:?}");
+    let first_set = web_cases[0]["test_set"].as_str().context("test_set")?;
+    let second_set = cases[0]["test_set"].as_str().context("test_set")?;
+    assert_ne!(first_set, second_set, "each session is its own test set");
+    assert!(second_set.starts_with("test-set-"), "{second_set}");
+    let huge_case = cases
+        .iter()
+        .find(|c| compare::case_of(c).as_deref() == Some("huge"))
+        .context("huge case")?;
+    assert_eq!(huge_case["resp"]["body_truncated"], true);
+    assert_eq!(
+        huge_case["name"], "test-1",
+        "numbering restarts in a new test set"
+    );
+    let stored = compare::body_bytes(&huge_case["resp"])?;
+    assert_eq!(stored.len(), 5 << 20);
+    assert!(
+        site.huge_file.starts_with(&stored),
+        "the stored part is the body's beginning"
+    );
+    let after_case = cases
+        .iter()
+        .find(|c| compare::case_of(c).as_deref() == Some("after-huge"))
+        .context("after case")?;
+    assert!(compare::differences(after_case, &after)?.is_empty());
     Ok(())
 }
 

@@ -156,9 +156,15 @@ fn paced_load(port: u16, rate: u32, seconds: u64, connections: u32) -> anyhow::R
     results.into_iter().sum()
 }
 
+fn sub(after: (f64, f64), before: (f64, f64)) -> (f64, f64) {
+    (after.0 - before.0, after.1 - before.1)
+}
+
 struct Recording<'a> {
     proxy: &'a Proxy,
     record_id: String,
+    /// The first `running` status line (cumulative counters at the start).
+    running: Value,
 }
 
 impl<'a> Recording<'a> {
@@ -173,20 +179,32 @@ impl<'a> Recording<'a> {
             .as_str()
             .context("record id")?
             .to_string();
-        proxy
+        let running = proxy
             .rest
             .status_stream(&record_id)?
             .wait_for_status("running", Duration::from_secs(30))?;
-        Ok(Self { proxy, record_id })
+        Ok(Self {
+            proxy,
+            record_id,
+            running,
+        })
     }
 
-    /// Stops and returns the final status line.
+    /// Stops; returns the final status line with `capture` turned into this session's share of
+    /// the agent's cumulative loss counters.
     fn stop(self) -> anyhow::Result<Value> {
         let mut status = self.proxy.rest.status_stream(&self.record_id)?;
         self.proxy
             .rest
             .post_json("/record/stop", &json!({"record_id": self.record_id}))?;
-        status.wait_for_status("stopped", Duration::from_secs(120))
+        let mut last = status.wait_for_status("stopped", Duration::from_secs(120))?;
+        if let Some(counters) = last["capture"].as_object_mut() {
+            for (name, value) in counters.iter_mut() {
+                let before = self.running["capture"][name].as_u64().unwrap_or(0);
+                *value = json!(value.as_u64().unwrap_or(0).saturating_sub(before));
+            }
+        }
+        Ok(last)
     }
 }
 
@@ -212,6 +230,9 @@ fn capture(seconds: u64, connections: u32, rate: u32) -> anyhow::Result<()> {
     let proxy = Proxy::start(dir, &config)?;
     let agent = Agent::start(dir, &proxy, &[])?;
     let agent_pid = agent.pid().context("agent pid")?;
+    let proxy_pid = proxy.pid().context("proxy pid")?;
+    let cpu =
+        || -> anyhow::Result<(f64, f64)> { Ok((cpu_seconds(agent_pid)?, cpu_seconds(proxy_pid)?)) };
     kreplay_e2e::wait_for("nginx", Duration::from_secs(30), || {
         Ok(std::net::TcpStream::connect(("127.0.0.1", site.port))
             .ok()
@@ -222,18 +243,18 @@ fn capture(seconds: u64, connections: u32, rate: u32) -> anyhow::Result<()> {
 
     let off = wrk(site.port, seconds, connections)?;
     let recording = Recording::start(&proxy)?;
-    let cpu_before = cpu_seconds(agent_pid)?;
+    let cpu_before = cpu()?;
     let on = wrk(site.port, seconds, connections)?;
-    let cpu_on = cpu_seconds(agent_pid)? - cpu_before;
     let saturated = recording.stop()?;
+    let cpu_on = sub(cpu()?, cpu_before);
 
     let recording = Recording::start(&proxy)?;
-    let cpu_before = cpu_seconds(agent_pid)?;
+    let cpu_before = cpu()?;
     let paced_started = Instant::now();
     let paced_sent = paced_load(site.port, rate, seconds, 4)?;
     let paced_elapsed = paced_started.elapsed().as_secs_f64();
-    let cpu_paced = cpu_seconds(agent_pid)? - cpu_before;
     let paced = recording.stop()?;
+    let cpu_paced = sub(cpu()?, cpu_before);
 
     let stored = saturated["test_cases_count"].as_u64().unwrap_or(0);
     let paced_stored = paced["test_cases_count"].as_u64().unwrap_or(0);
@@ -267,17 +288,19 @@ fn capture(seconds: u64, connections: u32, rate: u32) -> anyhow::Result<()> {
         "requests answered", off.requests, on.requests
     );
     println!(
-        "saturated: stored {stored} of {} answered = {:.2}% complete; agent CPU {:.3} s per 10k requests; {}",
+        "saturated: stored {stored} of {} answered = {:.2}% complete; CPU per 10k requests: agent {:.3} s, proxy {:.3} s; {}",
         on.requests,
         100.0 * stored as f64 / on.requests.max(1) as f64,
-        cpu_on / on.requests.max(1) as f64 * 10_000.0,
+        cpu_on.0 / on.requests.max(1) as f64 * 10_000.0,
+        cpu_on.1 / on.requests.max(1) as f64 * 10_000.0,
         losses(&saturated)
     );
     println!(
-        "paced {rate} req/s x {seconds}s (4 keep-alive connections, achieved {:.0} req/s): stored {paced_stored} of {paced_sent} = {:.2}% complete; agent CPU {:.3} s per 10k requests; {}",
+        "paced {rate} req/s x {seconds}s (4 keep-alive connections, achieved {:.0} req/s): stored {paced_stored} of {paced_sent} = {:.2}% complete; CPU per 10k requests: agent {:.3} s, proxy {:.3} s; {}",
         paced_sent as f64 / paced_elapsed,
         100.0 * paced_stored as f64 / paced_sent.max(1) as f64,
-        cpu_paced / paced_sent.max(1) as f64 * 10_000.0,
+        cpu_paced.0 / paced_sent.max(1) as f64 * 10_000.0,
+        cpu_paced.1 / paced_sent.max(1) as f64 * 10_000.0,
         losses(&paced)
     );
     Ok(())
