@@ -36,10 +36,10 @@ const DATA_RECORDS_PER_DRAIN: usize = 65_536;
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Shortest spacing of drains. Records accumulate in the ring meanwhile, so under steady load
-/// the thread wakes ~200 times a second instead of once per record (and the kernel, which only
+/// the thread wakes at most ~100 times a second instead of once per record (and the kernel, which only
 /// signals a reader that has caught up, skips most wake-ups). The data ring holds far more than
 /// this much traffic.
-const MIN_DRAIN_INTERVAL: Duration = Duration::from_millis(5);
+const MIN_DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub struct Pipeline {
     capture: Capture,
