@@ -111,10 +111,10 @@ impl Proxy {
             "the proxy's shared token file",
             Duration::from_secs(30),
             || {
-                if let Some(child) = self.child.as_mut() {
-                    if let Some(status) = child.try_wait()? {
-                        bail!("proxy exited: {status}; log:\n{}", self.log());
-                    }
+                if let Some(child) = self.child.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
+                    bail!("proxy exited: {status}; log:\n{}", self.log());
                 }
                 Ok(std::fs::read_to_string(&token_file)
                     .ok()
@@ -225,10 +225,10 @@ impl Agent {
             metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
         };
         wait_for("agent metrics endpoint", Duration::from_secs(30), || {
-            if let Some(child) = agent.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("agent exited: {status}; log:\n{}", agent.log());
-                }
+            if let Some(child) = agent.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("agent exited: {status}; log:\n{}", agent.log());
             }
             Ok(agent.metrics().ok())
         })?;

@@ -189,15 +189,13 @@ impl Connection {
                     self.stats.incomplete_messages += 1;
                     // A response that came before the request was fully sent (say a 413)
                     // still answers it; the request is recorded as far as it got.
-                    if let Some(message) = partial {
-                        if let Some(slot) = self.slots.back_mut() {
-                            if matches!(slot.request, RequestState::InFlight)
-                                && slot.response.is_some()
-                            {
-                                slot.damaged |= message.damaged;
-                                slot.request = RequestState::Done(into_request(message));
-                            }
-                        }
+                    if let Some(message) = partial
+                        && let Some(slot) = self.slots.back_mut()
+                        && matches!(slot.request, RequestState::InFlight)
+                        && slot.response.is_some()
+                    {
+                        slot.damaged |= message.damaged;
+                        slot.request = RequestState::Done(into_request(message));
                     }
                 }
             }
@@ -353,11 +351,15 @@ impl Connection {
         });
         let coding = head.coding();
         self.request.parser.start_body(head, framing, coding);
-        if let Wait::Request(_) = self.response.wait {
-            if let Wait::Request(response_head) =
+        if matches!(self.response.wait, Wait::Request(_))
+            && let Wait::Request(response_head) =
                 std::mem::replace(&mut self.response.wait, Wait::No)
-            {
-                self.begin_response(response_head);
+        {
+            self.begin_response(response_head);
+            // None of its body may be held (204, 304, HEAD, Content-Length: 0), so nothing
+            // else would drive it to completion: queue an empty piece for `release`.
+            if self.response.ended.is_none() {
+                self.response.held.push_back((0, Vec::new()));
             }
         }
     }
@@ -496,12 +498,11 @@ impl Connection {
         let held_head = std::mem::replace(&mut side.wait, Wait::No);
         match direction {
             Direction::Request => {
-                if in_body {
-                    if let Some(slot) = self.slots.back_mut() {
-                        if matches!(slot.request, RequestState::InFlight) {
-                            slot.request = RequestState::Abandoned;
-                        }
-                    }
+                if in_body
+                    && let Some(slot) = self.slots.back_mut()
+                    && matches!(slot.request, RequestState::InFlight)
+                {
+                    slot.request = RequestState::Abandoned;
                 }
                 if matches!(self.response.wait, Wait::Request(_)) && reason != End::Closed {
                     self.end(Direction::Response, End::NoPeer);
@@ -574,3 +575,7 @@ fn into_response(message: Message) -> Response {
         timestamp_ns,
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
