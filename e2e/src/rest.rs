@@ -69,6 +69,16 @@ impl Rest {
         body: Option<&[u8]>,
         auth: Auth<'_>,
     ) -> anyhow::Result<Response> {
+        self.send(method, path, body.map(|b| (b, "application/json")), auth)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&[u8], &str)>,
+        auth: Auth<'_>,
+    ) -> anyhow::Result<Response> {
         let mut cmd = Command::new("curl");
         cmd.args([
             "-sS",
@@ -87,10 +97,10 @@ impl Rest {
         if let Some(header) = header {
             cmd.args(["-H", &header]);
         }
-        if body.is_some() {
+        if let Some((_, content_type)) = body {
             cmd.args([
                 "-H",
-                "Content-Type: application/json",
+                &format!("Content-Type: {content_type}"),
                 "--data-binary",
                 "@-",
             ]);
@@ -101,7 +111,7 @@ impl Rest {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("running curl")?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(body.unwrap_or_default())?;
+            stdin.write_all(body.map(|(b, _)| b).unwrap_or_default())?;
         }
         let out = child.wait_with_output()?;
         if !out.status.success() {
@@ -135,12 +145,79 @@ impl Rest {
         )
     }
 
+    /// `POST /record/start` of a deployment in `default`; returns the record id.
+    pub fn start_recording(&self, deployment: &str) -> anyhow::Result<String> {
+        let response = self.post_json(
+            "/record/start",
+            &serde_json::json!({"namespace": "default", "deployment": deployment}),
+        )?;
+        if response.status != 200 {
+            bail!(
+                "record/start {deployment}: {} {}",
+                response.status,
+                response.text()
+            );
+        }
+        Ok(response.json()?["id"]
+            .as_str()
+            .context("record id")?
+            .to_string())
+    }
+
+    /// `POST /record/stop`, checking the documented answer.
+    pub fn stop_recording(&self, record_id: &str) -> anyhow::Result<()> {
+        let response =
+            self.post_json("/record/stop", &serde_json::json!({"record_id": record_id}))?;
+        if response.status != 200 {
+            bail!("record/stop: {} {}", response.status, response.text());
+        }
+        let body = response.json()?;
+        if body != serde_json::json!({"record": "stopped", "id": record_id}) {
+            bail!("record/stop answered {body}");
+        }
+        Ok(())
+    }
+
+    /// The test cases a recording stored.
+    pub fn test_cases(&self, record_id: &str) -> anyhow::Result<Vec<Value>> {
+        let response = self.get(&format!(
+            "/k8s-proxy/testcases?record_id={record_id}&limit=10000"
+        ))?;
+        if response.status != 200 {
+            bail!("testcases: {} {}", response.status, response.text());
+        }
+        Ok(response
+            .json()?
+            .as_array()
+            .context("test case list")?
+            .clone())
+    }
+
     /// Follows `GET /record/status` as NDJSON.
     pub fn status_stream(&self, record_id: &str) -> anyhow::Result<StatusStream> {
+        self.ndjson(&format!("/record/status?record_id={record_id}"))
+    }
+
+    /// Follows `GET /test/status` as NDJSON.
+    pub fn replay_stream(&self, replay_id: &str) -> anyhow::Result<StatusStream> {
+        self.ndjson(&format!("/test/status?replay_id={replay_id}"))
+    }
+
+    /// A raw body with its content type (uploads).
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> anyhow::Result<Response> {
+        self.send("POST", path, Some((body, content_type)), Auth::SharedToken)
+    }
+
+    fn ndjson(&self, path: &str) -> anyhow::Result<StatusStream> {
         let mut child = Command::new("curl")
             .args(["-sS", "-N", "--max-time", "600", "-H"])
             .arg(format!("Authorization: Bearer {}", self.token))
-            .arg(format!("{}/record/status?record_id={record_id}", self.base))
+            .arg(format!("{}{path}", self.base))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -15,7 +15,7 @@ use kreplay_e2e::{
     rest::Auth,
     servers, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// One scenario at a time: each runs its own proxy, agent and servers on 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -42,53 +42,6 @@ const LOSS_METRICS: [&str; 5] = [
     "kreplay_agent_queue_drops_total",
     "kreplay_agent_stream_gaps_total",
 ];
-
-fn start_recording(proxy: &Proxy, deployment: &str) -> anyhow::Result<String> {
-    let response = proxy.rest.post_json(
-        "/record/start",
-        &json!({"namespace": "default", "deployment": deployment}),
-    )?;
-    anyhow::ensure!(
-        response.status == 200,
-        "record/start {deployment}: {} {}",
-        response.status,
-        response.text()
-    );
-    Ok(response.json()?["id"]
-        .as_str()
-        .context("record id")?
-        .to_string())
-}
-
-fn stop_recording(proxy: &Proxy, record_id: &str) -> anyhow::Result<()> {
-    let response = proxy
-        .rest
-        .post_json("/record/stop", &json!({"record_id": record_id}))?;
-    anyhow::ensure!(
-        response.status == 200,
-        "record/stop: {} {}",
-        response.status,
-        response.text()
-    );
-    assert_eq!(
-        response.json()?,
-        json!({"record": "stopped", "id": record_id})
-    );
-    Ok(())
-}
-
-fn stored_cases(proxy: &Proxy, record_id: &str) -> anyhow::Result<Vec<Value>> {
-    let response = proxy.rest.get(&format!(
-        "/k8s-proxy/testcases?record_id={record_id}&limit=10000"
-    ))?;
-    anyhow::ensure!(
-        response.status == 200,
-        "testcases: {} {}",
-        response.status,
-        response.text()
-    );
-    Ok(response.json()?.as_array().context("list")?.clone())
-}
 
 /// The nginx part of the mix: everything the issue lists that nginx serves.
 fn nginx_traffic(dir: &std::path::Path, site: &servers::NginxSite) -> anyhow::Result<Vec<Logged>> {
@@ -273,8 +226,8 @@ fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
     let proxy = Proxy::start(dir, &config)?;
     let agent = Agent::start(dir, &proxy, &[])?;
 
-    let web_id = start_recording(&proxy, "web")?;
-    let bin_id = start_recording(&proxy, "bin")?;
+    let web_id = proxy.rest.start_recording("web")?;
+    let bin_id = proxy.rest.start_recording("bin")?;
     let mut web_status = proxy.rest.status_stream(&web_id)?;
     web_status.wait_for_status("running", Duration::from_secs(30))?;
     let mut bin_status = proxy.rest.status_stream(&bin_id)?;
@@ -299,16 +252,16 @@ fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
     let running = web_status.seen.last().context("a running line")?;
     assert_eq!(running["pods_running"], 1, "{running}");
 
-    stop_recording(&proxy, &web_id)?;
-    stop_recording(&proxy, &bin_id)?;
+    proxy.rest.stop_recording(&web_id)?;
+    proxy.rest.stop_recording(&bin_id)?;
     let web_final = web_status.wait_for_status("stopped", Duration::from_secs(60))?;
     bin_status.wait_for_status("stopped", Duration::from_secs(60))?;
     web_status.wait_for_end(Duration::from_secs(10))?;
 
-    let web_cases = stored_cases(&proxy, &web_id)?;
+    let web_cases = proxy.rest.test_cases(&web_id)?;
     compare::check_exact(&web_cases, &web_log)
         .with_context(|| format!("nginx session; agent log tail:\n{}", tail(&agent.log())))?;
-    compare::check_exact(&stored_cases(&proxy, &bin_id)?, &bin_log).context("httpbin session")?;
+    compare::check_exact(&proxy.rest.test_cases(&bin_id)?, &bin_log).context("httpbin session")?;
     let names: Vec<&str> = web_cases
         .iter()
         .filter_map(|c| c["name"].as_str())
@@ -372,16 +325,16 @@ fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
 
     // A second session on the same deployment is a new test set; a body over 5 MiB is stored
     // as its first 5 MiB with the truncation flag, and the connection goes on parsing.
-    let second = start_recording(&proxy, "web")?;
+    let second = proxy.rest.start_recording("web")?;
     let mut second_status = proxy.rest.status_stream(&second)?;
     second_status.wait_for_status("running", Duration::from_secs(30))?;
     let mut raw = KeepAliveClient::connect(site.port)?;
     let huge = raw.exchange("huge", &Request::new("GET", "/huge.bin"))?;
     assert_eq!(huge.received.body, site.huge_file);
     let after = raw.exchange("after-huge", &Request::new("GET", "/notes.txt"))?;
-    stop_recording(&proxy, &second)?;
+    proxy.rest.stop_recording(&second)?;
     second_status.wait_for_status("stopped", Duration::from_secs(60))?;
-    let cases = stored_cases(&proxy, &second)?;
+    let cases = proxy.rest.test_cases(&second)?;
     assert_eq!(cases.len(), 2, "{cases:?}");
     let first_set = web_cases[0]["test_set"].as_str().context("test_set")?;
     let second_set = cases[0]["test_set"].as_str().context("test_set")?;
@@ -446,7 +399,7 @@ fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
     // One page of data ring: a 1 MiB response cannot fit, whatever the reader's speed.
     let run = NginxRun::start("tiny-ring", &["--data-ring-bytes", "4096"])?;
     let (agent, proxy, site) = (&run.agent, &run.proxy, &run.site);
-    let record_id = start_recording(&proxy, "web")?;
+    let record_id = proxy.rest.start_recording("web")?;
     let mut status = proxy.rest.status_stream(&record_id)?;
     status.wait_for_status("running", Duration::from_secs(30))?;
 
@@ -456,7 +409,7 @@ fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
         let logged = raw.exchange(&format!("big-{i}"), &Request::new("GET", "/big.bin"))?;
         assert_eq!(logged.received.body, site.big_file);
     }
-    stop_recording(&proxy, &record_id)?;
+    proxy.rest.stop_recording(&record_id)?;
     let last = status.wait_for_status("stopped", Duration::from_secs(60))?;
     let drops = last["capture"]["ring_full_drops"]
         .as_u64()
@@ -472,7 +425,7 @@ fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
         "the gaps are seen by user space: {metrics:?}"
     );
     // Damaged exchanges are dropped, never stored with holes.
-    let cases = stored_cases(&proxy, &record_id)?;
+    let cases = proxy.rest.test_cases(&record_id)?;
     assert!(
         cases.len() < sent,
         "{} of {sent} stored despite drops",
@@ -494,7 +447,7 @@ fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
     require_root();
     let mut run = NginxRun::start("restart", &[])?;
     let (agent, proxy, site) = (&run.agent, &mut run.proxy, &run.site);
-    let record_id = start_recording(&proxy, "web")?;
+    let record_id = proxy.rest.start_recording("web")?;
     proxy
         .rest
         .status_stream(&record_id)?
@@ -525,12 +478,12 @@ fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
         Ok((agent.metrics()?.get("kreplay_agent_connected") == Some(&1.0)).then_some(()))
     })?;
     send("after", 40)?;
-    stop_recording(&proxy, &record_id)?;
+    proxy.rest.stop_recording(&record_id)?;
     let last = proxy
         .rest
         .status_stream(&record_id)?
         .wait_for_status("stopped", Duration::from_secs(60))?;
-    compare::check_exact(&stored_cases(&proxy, &record_id)?, &log).with_context(|| {
+    compare::check_exact(&proxy.rest.test_cases(&record_id)?, &log).with_context(|| {
         format!(
             "agent log tail:\n{}\nproxy log tail:\n{}",
             tail(&agent.log()),
@@ -576,7 +529,7 @@ fn bad_input_gets_clear_json_errors() -> anyhow::Result<()> {
     assert_eq!(malformed.status, 400, "{}", malformed.text());
     assert!(!error_of(&malformed).is_empty(), "{}", malformed.text());
 
-    let record_id = start_recording(&proxy, "web")?;
+    let record_id = proxy.rest.start_recording("web")?;
     let again = rest.post_json(
         "/record/start",
         &json!({"namespace": "default", "deployment": "web"}),
@@ -616,7 +569,7 @@ fn bad_input_gets_clear_json_errors() -> anyhow::Result<()> {
         .json()?;
     assert_eq!(info["tokenId"].as_str().map(str::len), Some(16), "{info}");
 
-    stop_recording(&proxy, &record_id)?;
+    proxy.rest.stop_recording(&record_id)?;
     let deployments = wait_for("nginx to be ready", Duration::from_secs(30), || {
         let list = rest.get("/deployments")?.json()?;
         Ok((list[0]["readyReplicas"] == 1).then_some(list))

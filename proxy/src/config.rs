@@ -116,7 +116,12 @@ impl DeploymentSpec {
 
     /// The command line of replica `i` with `${PORT}` substituted.
     pub fn argv(&self, replica: u16) -> Vec<String> {
-        let port = self.replica_port(replica).to_string();
+        self.argv_on(self.replica_port(replica))
+    }
+
+    /// The command line with `${PORT}` replaced by `port`.
+    pub fn argv_on(&self, port: u16) -> Vec<String> {
+        let port = port.to_string();
         self.command
             .iter()
             .map(|a| a.replace("${PORT}", &port))

@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio_stream::{StreamExt, wrappers::UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
+use kreplay_domain::noise::detect_timestamp_noise;
+
 use crate::{
     agents::AgentHub,
     auth::Secret,
@@ -222,7 +224,7 @@ fn to_test_case(agent_id: &str, seq: u64, exchange: HttpExchange) -> Option<NewT
     }
     let request = exchange.request.unwrap_or_default();
     let response = exchange.response.unwrap_or_default();
-    Some(NewTestCase {
+    let mut case = NewTestCase {
         record_id: exchange.record_id,
         agent_id: agent_id.to_owned(),
         seq,
@@ -239,6 +241,7 @@ fn to_test_case(agent_id: &str, seq: u64, exchange: HttpExchange) -> Option<NewT
             body_wire_size: request.body_wire_size,
             timestamp_ns: request.timestamp_ns,
         },
+        noise: Default::default(),
         resp: StoredResponse {
             status_code: response.status_code,
             reason: response.reason,
@@ -249,5 +252,14 @@ fn to_test_case(agent_id: &str, seq: u64, exchange: HttpExchange) -> Option<NewT
             body_wire_size: response.body_wire_size,
             timestamp_ns: response.timestamp_ns,
         },
-    })
+    };
+    // Timestamps in the response are noise from the start (judged at the time it was sent).
+    let sent_at = i64::try_from(case.resp.timestamp_ns / 1_000_000_000).unwrap_or(0);
+    let now = if sent_at > 0 {
+        sent_at
+    } else {
+        now_unix_ms() / 1000
+    };
+    case.noise = detect_timestamp_noise(&case.resp.to_domain(), now);
+    Some(case)
 }

@@ -3,7 +3,8 @@
 //!
 //! Layout: `api` (axum routes, one module per route family), `ingest` (tonic service agents stream
 //! into), `agents` (the registry of connected agents and what they were told), `recording`
-//! (recording sessions and their status streams), `orchestrator` (deployments; local mode here),
+//! (recording sessions and their status streams), `replay` (replays of recorded test sets and
+//! their reports), `orchestrator` (deployments and replay instances; local mode here),
 //! `store` (persistence), `server` (listeners and shutdown).
 
 pub mod agents;
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod model;
 pub mod orchestrator;
 pub mod recording;
+pub mod replay;
 pub mod server;
 pub mod store;
 pub mod util;

@@ -2,6 +2,7 @@
 //! shape of a test case.
 
 use base64::Engine;
+use kreplay_domain::http::{Header, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{rfc3339_ms, rfc3339_ns};
@@ -111,6 +112,27 @@ impl StoredRequest {
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
     }
+
+    /// The shared domain type (comparison, interchange).
+    pub fn to_domain(&self) -> HttpRequest {
+        let host = self.host().unwrap_or("localhost");
+        HttpRequest {
+            method: self.method.clone(),
+            url: format!("http://{host}{}", self.target),
+            target: self.target.clone(),
+            proto_minor: self.version_minor,
+            headers: domain_headers(&self.headers),
+            body: self.body.clone(),
+            body_truncated: self.body_truncated,
+            timestamp_ns: self.timestamp_ns,
+        }
+    }
+}
+
+fn domain_headers(list: &[HeaderPair]) -> Vec<Header> {
+    list.iter()
+        .map(|h| Header::new(h.name.clone(), h.value.clone()))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -125,6 +147,21 @@ pub struct StoredResponse {
     pub timestamp_ns: u64,
 }
 
+impl StoredResponse {
+    /// The shared domain type (comparison, interchange).
+    pub fn to_domain(&self) -> HttpResponse {
+        HttpResponse {
+            status_code: u16::try_from(self.status_code).unwrap_or(0),
+            status_message: self.reason.clone(),
+            proto_minor: self.version_minor,
+            headers: domain_headers(&self.headers),
+            body: self.body.clone(),
+            body_truncated: self.body_truncated,
+            timestamp_ns: self.timestamp_ns,
+        }
+    }
+}
+
 /// A captured ingress exchange on its way into the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTestCase {
@@ -136,6 +173,8 @@ pub struct NewTestCase {
     pub cgroup_id: u64,
     pub req: StoredRequest,
     pub resp: StoredResponse,
+    /// Noise rules of this test case (path -> regexes), e.g. timestamps found at record time.
+    pub noise: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// A stored test case.
@@ -210,6 +249,8 @@ pub struct TestCaseJson {
     pub created: String,
     pub req: RequestJson,
     pub resp: ResponseJson,
+    /// Noise rules (path -> regexes); an empty list ignores the field.
+    pub noise: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,6 +336,7 @@ impl From<&TestCase> for TestCaseJson {
                 body_truncated: resp.body_truncated,
                 timestamp: rfc3339_ns(resp.timestamp_ns),
             },
+            noise: tc.case.noise.clone(),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::{
     ingest::IngestService,
     orchestrator::{Orchestrator, agent_process, local::LocalOrchestrator},
     recording::RecordingManager,
+    replay::ReplayManager,
     store::{SharedStore, SqliteStore},
 };
 
@@ -82,12 +83,14 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     };
     let grpc = tokio::spawn(serve_grpc(grpc_listener, ingest, shutdown.clone()));
 
+    let replay = ReplayManager::new(store.clone(), orchestrator.clone());
     let ctx = Arc::new(Ctx {
         config: config.clone(),
         store,
         hub: hub.clone(),
         orchestrator,
         recording,
+        replay: replay.clone(),
         shared_token,
         shutdown: shutdown.clone(),
     });
@@ -124,6 +127,9 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     hub.disconnect_all();
+    // Replays stop their instances and store what they have before the process goes.
+    replay.stop_all();
+    replay.wait_idle(SHUTDOWN_GRACE).await;
     let all = async {
         for task in rest {
             if let Ok(Err(e)) = task.await {

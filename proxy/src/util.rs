@@ -17,6 +17,14 @@ pub fn now_unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the unix epoch.
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Seconds since the unix epoch.
 pub fn now_unix_secs() -> u64 {
     SystemTime::now()

@@ -34,6 +34,12 @@ pub enum Bench {
         #[arg(long, default_value_t = 2000)]
         rate: u32,
     },
+    /// Replay speed: a recorded set of test cases replayed against local nginx.
+    Replay {
+        /// Test cases to record and replay.
+        #[arg(long, default_value_t = 5000)]
+        cases: u32,
+    },
 }
 
 pub fn run(which: Bench) -> anyhow::Result<()> {
@@ -43,6 +49,7 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
             connections,
             rate,
         } => capture(seconds, connections, rate),
+        Bench::Replay { cases } => replay(cases),
     }
 }
 
@@ -302,6 +309,86 @@ fn capture(seconds: u64, connections: u32, rate: u32) -> anyhow::Result<()> {
         cpu_paced.0 / paced_sent.max(1) as f64 * 10_000.0,
         cpu_paced.1 / paced_sent.max(1) as f64 * 10_000.0,
         losses(&paced)
+    );
+    Ok(())
+}
+
+/// The request mix of the replay benchmark: static, gzip, POST, 404.
+fn replay_mix(i: u32) -> Request {
+    match i % 5 {
+        0 => Request::new("GET", &format!("/index.html?i={i}")),
+        1 => Request::new("GET", "/catalog.json").header("Accept-Encoding", "gzip"),
+        2 => Request::new("GET", "/notes.txt"),
+        3 => Request::new("POST", "/api/echo").body(format!("{{\"i\":{i}}}")),
+        _ => Request::new("GET", &format!("/missing/{i}")),
+    }
+}
+
+fn replay(cases: u32) -> anyhow::Result<()> {
+    let scratch = ScratchDir::new("bench-replay")?;
+    let dir = scratch.path();
+    let (nginx, site) = servers::nginx(dir, "web")?;
+    let mut config = ProxyConfig::new(dir, vec![nginx])?;
+    config.bin_dir = root().join("target/release");
+    let proxy = Proxy::start(dir, &config)?;
+    let _agent = Agent::start(dir, &proxy, &[])?;
+    kreplay_e2e::wait_for("nginx", Duration::from_secs(30), || {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", site.port))
+            .ok()
+            .map(|_| ()))
+    })?;
+    let recording = Recording::start(&proxy)?;
+    let mut client = KeepAliveClient::connect(site.port)?;
+    for i in 0..cases {
+        client.exchange(&format!("c{i}"), &replay_mix(i))?;
+    }
+    let stopped = recording.stop()?;
+    let stored = stopped["test_cases_count"].as_u64().unwrap_or(0);
+    if stored != u64::from(cases) {
+        bail!("recorded {stored} of {cases} test cases: {stopped}");
+    }
+    let started = Instant::now();
+    let response = proxy
+        .rest
+        .post_json("/test/start", &json!({"deployment": "web"}))?;
+    if response.status != 200 {
+        bail!("test/start: {} {}", response.status, response.text());
+    }
+    let replay_id = response.json()?["replay_id"]
+        .as_str()
+        .context("replay_id")?
+        .to_string();
+    let last = proxy
+        .rest
+        .replay_stream(&replay_id)?
+        .wait_for(Duration::from_secs(600), |l| {
+            l["type"] == "status" && l["status"] == "completed"
+        })?;
+    let wall = started.elapsed().as_secs_f64();
+    let timing = &last["timing"];
+    let ms = |k: &str| timing[k].as_f64().unwrap_or(0.0);
+    let replayed = timing["test_cases"].as_u64().unwrap_or(0);
+    println!("\n== cargo xtask bench replay --cases {cases}");
+    println!(
+        "recorded {stored} test cases against nginx; replayed {replayed}: result {}",
+        last["result"]
+    );
+    println!(
+        "{:.0} test cases/s over the run ({:.0} ms; {:.0} test cases/s wall clock including instance start-up, {:.2} s)",
+        replayed as f64 / (ms("total_ms") / 1000.0),
+        ms("total_ms"),
+        replayed as f64 / wall,
+        wall
+    );
+    println!(
+        "time split: app {:.0} ms ({:.1}%), comparison {:.0} ms ({:.1}%), storage {:.0} ms ({:.1}%), other {:.0} ms",
+        ms("app_ms"),
+        100.0 * ms("app_ms") / ms("total_ms"),
+        ms("compare_ms"),
+        100.0 * ms("compare_ms") / ms("total_ms"),
+        ms("storage_ms"),
+        100.0 * ms("storage_ms") / ms("total_ms"),
+        ms("total_ms") - ms("app_ms") - ms("compare_ms") - ms("storage_ms"),
     );
     Ok(())
 }

@@ -2,8 +2,12 @@
 //! `Authorization: Bearer <shared token>`. Every error is JSON (`error::ApiError`).
 
 pub mod error;
+mod interchange;
 mod misc;
 mod record;
+mod replay;
+mod reports;
+mod testcase_edit;
 mod testcases;
 
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use axum::{
     http::header::AUTHORIZATION,
     middleware::{self, Next},
     response::Response,
-    routing::{get, post},
+    routing::{delete, get, post, put},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +28,7 @@ use crate::{
     config::Config,
     orchestrator::Orchestrator,
     recording::RecordingManager,
+    replay::ReplayManager,
     store::SharedStore,
 };
 pub use error::ApiError;
@@ -38,6 +43,7 @@ pub struct Ctx {
     pub hub: Arc<AgentHub>,
     pub orchestrator: Arc<dyn Orchestrator>,
     pub recording: Arc<RecordingManager>,
+    pub replay: Arc<ReplayManager>,
     pub shared_token: SharedToken,
     /// Ends NDJSON streams on graceful shutdown.
     pub shutdown: CancellationToken,
@@ -86,9 +92,76 @@ pub fn router(ctx: AppState) -> Router {
         .route("/record/status", get(record::status))
         .route("/record/active", get(record::active))
         .route("/k8s-proxy/health", get(misc::healthz))
-        .route("/k8s-proxy/testcases", get(testcases::list))
+        .route(
+            "/k8s-proxy/testcases",
+            get(testcases::list)
+                .post(testcase_edit::create)
+                .delete(testcase_edit::delete_cases),
+        )
         .route("/k8s-proxy/testcases/detail", get(testcases::detail))
+        .route(
+            "/k8s-proxy/testcases/metadata",
+            get(testcase_edit::metadata),
+        )
+        .route(
+            "/k8s-proxy/testcases/selective",
+            post(testcase_edit::selective),
+        )
+        .route(
+            "/k8s-proxy/testcases/{testCaseId}",
+            put(testcase_edit::update),
+        )
         .route("/k8s-proxy/testcases/testsets", get(testcases::test_sets))
+        .route(
+            "/k8s-proxy/testcases/testsets/metadata",
+            get(testcase_edit::sets_metadata),
+        )
+        .route(
+            "/k8s-proxy/testcases/testsets/latest-release/full",
+            get(testcase_edit::latest_full),
+        )
+        .route(
+            "/k8s-proxy/testcases/testset",
+            delete(testcase_edit::delete_set),
+        )
+        .route("/test/start", post(replay::start))
+        .route("/test/stop", post(replay::stop))
+        .route("/test/status", get(replay::status))
+        .route("/test/active", get(replay::active))
+        .route("/test/download", get(interchange::download))
+        .route(
+            "/k8s-proxy/testcases/bulk",
+            post(interchange::import).put(testcase_edit::update_bulk),
+        )
+        .route("/k8s-proxy/insert/report", post(reports::insert_report))
+        .route("/k8s-proxy/update/report", put(reports::update_report))
+        .route("/k8s-proxy/get/report", get(reports::get_report))
+        .route("/k8s-proxy/get/allReports", get(reports::all_reports))
+        .route("/k8s-proxy/get/testRunIds", get(reports::test_run_ids))
+        .route(
+            "/k8s-proxy/get/testRunReports",
+            get(reports::test_run_reports),
+        )
+        .route(
+            "/k8s-proxy/get/testSetReports",
+            get(reports::test_set_reports),
+        )
+        .route(
+            "/k8s-proxy/get/testCaseReports",
+            get(reports::test_case_reports),
+        )
+        .route(
+            "/k8s-proxy/insert/testCaseResult",
+            post(reports::insert_test_case_result),
+        )
+        .route(
+            "/k8s-proxy/get/testCaseResults",
+            get(reports::test_case_results),
+        )
+        .route(
+            "/k8s-proxy/clear/testCaseResults",
+            delete(reports::clear_test_case_results),
+        )
         .route_layer(middleware::from_fn_with_state(
             ctx.clone(),
             require_shared_token,

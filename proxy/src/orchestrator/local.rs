@@ -6,6 +6,7 @@
 //! proxy that restarts finds the replica's processes still in the cgroup and adopts them.
 
 use std::{
+    collections::BTreeMap,
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::PathBuf,
     sync::{
@@ -18,7 +19,10 @@ use std::{
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{CaptureTargets, DeploymentStatus, Orchestrator, OrchestratorError, cgroup::Cgroup};
+use super::{
+    CaptureTargets, DeploymentStatus, InstanceRequest, Orchestrator, OrchestratorError,
+    ReplayInstance, cgroup::Cgroup, instance::LocalInstance,
+};
 use crate::config::{Config, DeploymentSpec};
 
 const READY_EVERY: Duration = Duration::from_millis(500);
@@ -39,6 +43,8 @@ struct Replica {
 pub struct LocalOrchestrator {
     replicas: Vec<Arc<Replica>>,
     recording: Vec<((String, String), Arc<AtomicU32>)>,
+    cgroup_root: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl LocalOrchestrator {
@@ -79,6 +85,8 @@ impl LocalOrchestrator {
         let this = Arc::new(Self {
             replicas,
             recording,
+            cgroup_root: config.cgroup_root.clone(),
+            data_dir: config.data_dir.clone(),
         });
         for replica in &this.replicas {
             tokio::spawn(supervise(
@@ -156,6 +164,27 @@ impl Orchestrator for LocalOrchestrator {
         }
         Ok(targets)
     }
+
+    fn start_instance(
+        &self,
+        request: &InstanceRequest,
+    ) -> Result<Box<dyn ReplayInstance>, OrchestratorError> {
+        let spec = self
+            .replicas
+            .iter()
+            .map(|r| &r.spec)
+            .find(|s| s.namespace == request.namespace && s.name == request.name)
+            .ok_or_else(|| OrchestratorError::NotFound {
+                namespace: request.namespace.clone(),
+                name: request.name.clone(),
+            })?;
+        Ok(Box::new(LocalInstance::start(
+            spec,
+            request,
+            &self.cgroup_root,
+            &self.data_dir,
+        )?))
+    }
 }
 
 fn spawn(replica: &Replica) -> Result<tokio::process::Child, OrchestratorError> {
@@ -163,29 +192,50 @@ fn spawn(replica: &Replica) -> Result<tokio::process::Child, OrchestratorError> 
         "{}/{} replica {}",
         replica.spec.namespace, replica.spec.name, replica.index
     );
+    spawn_in_cgroup(
+        &what,
+        &replica.spec,
+        replica.spec.replica_port(replica.index),
+        &BTreeMap::new(),
+        &replica.cgroup,
+        &replica.log_path,
+    )
+}
+
+/// Starts the deployment's command on `port` (substituted for `${PORT}` and exported as `PORT`)
+/// inside `cgroup`, with `env_overrides` on top of the spec's env; output goes to `log_path`.
+pub(super) fn spawn_in_cgroup(
+    what: &str,
+    spec: &DeploymentSpec,
+    port: u16,
+    env_overrides: &BTreeMap<String, String>,
+    cgroup: &Cgroup,
+    log_path: &std::path::Path,
+) -> Result<tokio::process::Child, OrchestratorError> {
     let wrap = |source| OrchestratorError::Spawn {
-        what: what.clone(),
+        what: what.to_owned(),
         source,
     };
-    if let Some(parent) = replica.log_path.parent() {
+    if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent).map_err(wrap)?;
     }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&replica.log_path)
+        .open(log_path)
         .map_err(wrap)?;
-    let argv = replica.spec.argv(replica.index);
-    let procs = replica.cgroup.procs_file()?;
+    let argv = spec.argv_on(port);
+    let procs = cgroup.procs_file()?;
     let procs_fd = procs.as_raw_fd();
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .envs(&replica.spec.env)
-        .env("PORT", replica.spec.replica_port(replica.index).to_string())
+        .envs(&spec.env)
+        .envs(env_overrides)
+        .env("PORT", port.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(wrap)?)
         .stderr(log);
-    if let Some(dir) = &replica.spec.working_dir {
+    if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
     // SAFETY: between fork and exec only async-signal-safe calls (write, setsid) are made; the

@@ -4,7 +4,10 @@
 
 pub mod agent_process;
 pub mod cgroup;
+pub mod instance;
 pub mod local;
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::Serialize;
 
@@ -39,6 +42,36 @@ pub enum OrchestratorError {
         what: String,
         source: std::io::Error,
     },
+    #[error("no free port for a replay instance: {0}")]
+    Port(std::io::Error),
+    #[error("processes of {what} survived the kill")]
+    Survivors { what: String },
+}
+
+/// What a replay asks for: a fresh instance of a deployment, isolated from its replicas.
+#[derive(Debug, Clone)]
+pub struct InstanceRequest {
+    pub namespace: String,
+    pub name: String,
+    /// Distinguishes instances (the replay id); part of the cgroup and log names.
+    pub label: String,
+    /// Environment set on top of the deployment's own.
+    pub env_overrides: BTreeMap<String, String>,
+}
+
+/// A running replay instance. Every process it started is killed by `stop` (and by drop), so
+/// no replay, failed or cancelled, leaves anything behind.
+pub trait ReplayInstance: Send + Sync {
+    /// Where the instance listens.
+    fn addr(&self) -> SocketAddr;
+    /// The deployment's HTTP health path, when it declares one.
+    fn health_path(&self) -> Option<String>;
+    /// False once every process of the instance has exited.
+    fn alive(&self) -> bool;
+    /// The instance's own log (stdout and stderr).
+    fn log_path(&self) -> PathBuf;
+    /// Kills every process of the instance and waits until they are gone.
+    fn stop(&self) -> Result<(), OrchestratorError>;
 }
 
 pub trait Orchestrator: Send + Sync + 'static {
@@ -61,4 +94,10 @@ pub trait Orchestrator: Send + Sync + 'static {
         namespace: &str,
         name: &str,
     ) -> Result<CaptureTargets, OrchestratorError>;
+
+    /// Starts a fresh instance of a deployment for a replay.
+    fn start_instance(
+        &self,
+        request: &InstanceRequest,
+    ) -> Result<Box<dyn ReplayInstance>, OrchestratorError>;
 }

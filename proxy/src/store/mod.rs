@@ -1,9 +1,15 @@
 //! Persistence behind a small synchronous trait; async callers go through [`blocking`].
 
+mod edit;
+mod import;
+mod reports;
 mod sqlite;
 
 use std::sync::Arc;
 
+pub use edit::{EditStore, SetKey};
+pub use import::{ImportStore, ImportedCase};
+pub use reports::{ReportFilter, ReportRow, ReportStore, RunKey, TestCaseResultRow, TestRunRow};
 pub use sqlite::SqliteStore;
 
 use crate::model::{
@@ -33,7 +39,7 @@ pub enum StoreError {
 }
 
 /// Everything the proxy persists. Methods are synchronous and may block on disk I/O.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ReportStore + ImportStore + EditStore + Send + Sync + 'static {
     /// Creates a session in status `starting` and assigns the deployment's next `test-set-N`.
     fn create_session(&self, new: &NewSession) -> Result<SessionRecord, StoreError>;
 

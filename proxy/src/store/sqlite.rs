@@ -15,7 +15,8 @@ use crate::model::{
 use crate::util::rfc3339_ms;
 
 /// Schema migrations; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE record_sessions (
     record_id          TEXT PRIMARY KEY,
     namespace          TEXT NOT NULL,
@@ -81,7 +82,46 @@ CREATE TABLE test_cases (
 );
 CREATE INDEX test_cases_set ON test_cases (namespace, deployment, test_set, id);
 CREATE INDEX test_cases_record ON test_cases (record_id, id);
-"#];
+"#,
+    r#"
+ALTER TABLE test_cases ADD COLUMN noise TEXT NOT NULL DEFAULT '{}';
+
+CREATE TABLE test_runs (
+    namespace   TEXT NOT NULL,
+    deployment  TEXT NOT NULL,
+    test_run_id TEXT NOT NULL,
+    replay_id   TEXT NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, deployment, test_run_id)
+);
+
+CREATE TABLE test_set_reports (
+    namespace   TEXT NOT NULL,
+    deployment  TEXT NOT NULL,
+    test_run_id TEXT NOT NULL,
+    test_set    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    report      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (namespace, deployment, test_run_id, test_set)
+);
+
+CREATE TABLE test_case_results (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace    TEXT NOT NULL,
+    deployment   TEXT NOT NULL,
+    test_run_id  TEXT NOT NULL,
+    test_set     TEXT NOT NULL,
+    test_case_id TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    result       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX test_case_results_run ON test_case_results (namespace, deployment, test_run_id, test_set, id);
+"#,
+];
 
 const SESSION_COLUMNS: &str = "record_id, namespace, deployment, test_set, status, record_config, \
      auto_replay_config, cluster_id, pods_count, created_at, stopped_at, error";
@@ -90,10 +130,10 @@ const CASE_COLUMNS: &str = "id, name, test_set, namespace, deployment, record_id
      created_at, pid, cgroup_id, req_method, req_target, req_version_minor, req_headers, req_body, \
      req_body_truncated, req_body_wire_size, req_timestamp_ns, resp_status, resp_reason, \
      resp_version_minor, resp_headers, resp_body, resp_body_truncated, resp_body_wire_size, \
-     resp_timestamp_ns";
+     resp_timestamp_ns, noise";
 
 /// SQLite stores signed 64-bit integers; u64 values are kept bit-for-bit.
-fn to_i64(v: u64) -> i64 {
+pub(super) fn to_i64(v: u64) -> i64 {
     i64::from_ne_bytes(v.to_ne_bytes())
 }
 fn from_i64(v: i64) -> u64 {
@@ -125,7 +165,7 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+    pub(super) fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
 }
@@ -218,11 +258,15 @@ fn case_from_row(r: &Row<'_>) -> rusqlite::Result<TestCase> {
                 body_wire_size: from_i64(r.get(25)?),
                 timestamp_ns: from_i64(r.get(26)?),
             },
+            noise: {
+                let text: String = r.get(27)?;
+                serde_json::from_str(&text).unwrap_or_default()
+            },
         },
     })
 }
 
-fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(super) fn json_text<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -232,6 +276,58 @@ struct SessionSlot {
     deployment: String,
     test_set: String,
     next_case: i64,
+}
+
+/// Inserts one test case row (shared by capture ingest and import).
+pub(super) fn insert_case_row(
+    tx: &rusqlite::Transaction<'_>,
+    namespace: &str,
+    deployment: &str,
+    test_set: &str,
+    name: &str,
+    c: &NewTestCase,
+) -> Result<(), StoreError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO test_cases (namespace, deployment, test_set, name, record_id, agent_id,
+             seq, created_at, pid, cgroup_id, req_method, req_target, req_path,
+             req_version_minor, req_headers, req_body, req_body_truncated,
+             req_body_wire_size, req_timestamp_ns, resp_status, resp_reason,
+             resp_version_minor, resp_headers, resp_body, resp_body_truncated,
+             resp_body_wire_size, resp_timestamp_ns, noise)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+             ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+    )?;
+    insert.execute(params![
+        namespace,
+        deployment,
+        test_set,
+        name,
+        c.record_id,
+        c.agent_id,
+        to_i64(c.seq),
+        c.created_at_ms,
+        c.pid,
+        to_i64(c.cgroup_id),
+        c.req.method,
+        c.req.target,
+        c.req.path(),
+        c.req.version_minor,
+        json_text(&c.req.headers)?,
+        c.req.body,
+        c.req.body_truncated,
+        to_i64(c.req.body_wire_size),
+        to_i64(c.req.timestamp_ns),
+        c.resp.status_code,
+        c.resp.reason,
+        c.resp.version_minor,
+        json_text(&c.resp.headers)?,
+        c.resp.body,
+        c.resp.body_truncated,
+        to_i64(c.resp.body_wire_size),
+        to_i64(c.resp.timestamp_ns),
+        json_text(&c.noise)?,
+    ])?;
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -363,16 +459,6 @@ impl Store for SqliteStore {
             let mut slot_q = tx.prepare_cached(
                 "SELECT namespace, deployment, test_set, next_case FROM record_sessions WHERE record_id = ?1",
             )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO test_cases (namespace, deployment, test_set, name, record_id, agent_id,
-                     seq, created_at, pid, cgroup_id, req_method, req_target, req_path,
-                     req_version_minor, req_headers, req_body, req_body_truncated,
-                     req_body_wire_size, req_timestamp_ns, resp_status, resp_reason,
-                     resp_version_minor, resp_headers, resp_body, resp_body_truncated,
-                     resp_body_wire_size, resp_timestamp_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
-            )?;
             for c in cases {
                 if exists.exists(params![c.agent_id, to_i64(c.seq)])? {
                     out.push(None);
@@ -397,35 +483,14 @@ impl Store for SqliteStore {
                 };
                 let name = format!("test-{}", slot.next_case);
                 slot.next_case += 1;
-                insert.execute(params![
-                    slot.namespace,
-                    slot.deployment,
-                    slot.test_set,
-                    name,
-                    c.record_id,
-                    c.agent_id,
-                    to_i64(c.seq),
-                    c.created_at_ms,
-                    c.pid,
-                    to_i64(c.cgroup_id),
-                    c.req.method,
-                    c.req.target,
-                    c.req.path(),
-                    c.req.version_minor,
-                    json_text(&c.req.headers)?,
-                    c.req.body,
-                    c.req.body_truncated,
-                    to_i64(c.req.body_wire_size),
-                    to_i64(c.req.timestamp_ns),
-                    c.resp.status_code,
-                    c.resp.reason,
-                    c.resp.version_minor,
-                    json_text(&c.resp.headers)?,
-                    c.resp.body,
-                    c.resp.body_truncated,
-                    to_i64(c.resp.body_wire_size),
-                    to_i64(c.resp.timestamp_ns),
-                ])?;
+                insert_case_row(
+                    &tx,
+                    &slot.namespace,
+                    &slot.deployment,
+                    &slot.test_set,
+                    &name,
+                    c,
+                )?;
                 out.push(Some(InsertedCase {
                     record_id: c.record_id.clone(),
                     id: tx.last_insert_rowid(),

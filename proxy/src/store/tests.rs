@@ -49,6 +49,7 @@ fn case(record_id: &str, agent: &str, seq: u64, path: &str, status: u32) -> NewT
             body: b"{}".to_vec(),
             ..Default::default()
         },
+        noise: Default::default(),
     }
 }
 
