@@ -19,6 +19,25 @@ use anyhow::{Context, bail};
 pub use process::{Agent, Proxy};
 pub use rest::{Rest, StatusStream};
 
+/// One end-to-end scenario at a time: each runs its own proxy, agent and servers on 2 cores, and
+/// deployments of the same name share a cgroup path.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Panics with a clear message unless running as root (eBPF and cgroups need it).
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "these tests load eBPF programs and create cgroups: run them as root (`cargo xtask test`)"
+    );
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,10 +2,7 @@
 //! proxy and agent binaries, real clients (curl and a raw keep-alive client). Needs root (cgroups,
 //! eBPF) and the binaries from `cargo xtask build`; `cargo xtask test` does both.
 
-use std::{
-    sync::{Mutex, MutexGuard},
-    time::Duration,
-};
+use std::time::Duration;
 
 use anyhow::Context;
 use kreplay_e2e::{
@@ -16,24 +13,6 @@ use kreplay_e2e::{
     servers, wait_for,
 };
 use serde_json::json;
-
-/// One scenario at a time: each runs its own proxy, agent and servers on 2 cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "these tests load eBPF programs and create cgroups: run them as root (`cargo xtask test`)"
-    );
-}
 
 const LOSS_METRICS: [&str; 5] = [
     "kreplay_agent_data_ring_full_total",
@@ -215,8 +194,8 @@ fn httpbin_traffic(dir: &std::path::Path, port: u16) -> anyhow::Result<Vec<Logge
 
 #[test]
 fn records_real_http_traffic_byte_for_byte() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let scratch = ScratchDir::new("record")?;
     let dir = scratch.path();
     let (nginx, site) = servers::nginx(dir, "web")?;
@@ -394,8 +373,8 @@ fn tail(text: &str) -> &str {
 
 #[test]
 fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     // One page of data ring: a 1 MiB response cannot fit, whatever the reader's speed.
     let run = NginxRun::start("tiny-ring", &["--data-ring-bytes", "4096"])?;
     let (agent, proxy, site) = (&run.agent, &run.proxy, &run.site);
@@ -443,8 +422,8 @@ fn an_overfilled_ring_counts_its_drops() -> anyhow::Result<()> {
 
 #[test]
 fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let mut run = NginxRun::start("restart", &[])?;
     let (agent, proxy, site) = (&run.agent, &mut run.proxy, &run.site);
     let record_id = proxy.rest.start_recording("web")?;
@@ -500,8 +479,8 @@ fn a_proxy_restart_mid_recording_loses_no_capture() -> anyhow::Result<()> {
 
 #[test]
 fn bad_input_gets_clear_json_errors() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let run = NginxRun::start("bad-input", &[])?;
     let proxy = &run.proxy;
     let rest = &proxy.rest;

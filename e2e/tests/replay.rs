@@ -2,33 +2,11 @@
 //! and check pass/fail, risk and category per test case, the stored reports, the failure paths
 //! and the Keploy-layout export/import. Needs root and the binaries (`cargo xtask test`).
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    sync::{Mutex, MutexGuard},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::Context;
 use kreplay_e2e::{Agent, Proxy, ProxyConfig, ScratchDir, client, servers};
 use serde_json::{Value, json};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "these tests load eBPF programs and create cgroups: run them as root"
-    );
-}
 
 /// A proxy with one deployment and an agent. Drops in field order: agent, proxy, files.
 struct Run {
@@ -200,8 +178,8 @@ fn curl_all(dir: &Path, base: &str, requests: &[(&str, &str, Option<&str>)]) -> 
 
 #[test]
 fn httpbin_replays_pass_and_uuid_fails_until_noise_ignores_it() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let (run, port) = Run::start("replay-httpbin", |dir| servers::httpbin(dir, "bin"))?;
     let base = format!("http://127.0.0.1:{port}");
     let cases = run.record("bin", || {
@@ -308,8 +286,8 @@ fn httpbin_replays_pass_and_uuid_fails_until_noise_ignores_it() -> anyhow::Resul
 
 #[test]
 fn a_changed_service_fails_the_changed_cases_with_the_right_category() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let (run, port) = Run::start("replay-env", |dir| servers::inventory(dir, "inv"))?;
     let base = format!("http://127.0.0.1:{port}");
     let cases = run.record("inv", || {
@@ -415,8 +393,8 @@ fn replay_cgroups(deployment: &str) -> Vec<String> {
 
 #[test]
 fn bad_replays_fail_clearly_and_leave_nothing_running() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let (run, port) = Run::start("replay-bad", |dir| servers::inventory(dir, "inv"))?;
     let base = format!("http://127.0.0.1:{port}");
     run.record("inv", || {
@@ -499,8 +477,8 @@ fn bad_replays_fail_clearly_and_leave_nothing_running() -> anyhow::Result<()> {
 
 #[test]
 fn keploy_layout_export_import_export_is_byte_identical() -> anyhow::Result<()> {
-    let _serial = serial();
-    require_root();
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
     let (run, port) = Run::start("replay-zip", |dir| servers::inventory(dir, "inv"))?;
     let base = format!("http://127.0.0.1:{port}");
     run.record("inv", || {
@@ -563,5 +541,120 @@ fn keploy_layout_export_import_export_is_byte_identical() -> anyhow::Result<()> 
         "application/zip",
     )?;
     assert_eq!(garbage.status, 400, "{}", garbage.text());
+    Ok(())
+}
+
+#[test]
+fn test_case_routes_add_update_select_and_delete() -> anyhow::Result<()> {
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
+    let (run, port) = Run::start("replay-edit", |dir| servers::inventory(dir, "inv"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let cases = run.record("inv", || {
+        curl_all(
+            run.dir(),
+            &base,
+            &[("GET", "/stable", None), ("GET", "/version", None)],
+        )
+    })?;
+    let rest = &run.proxy.rest;
+    let set = cases[0]["test_set"]
+        .as_str()
+        .context("test_set")?
+        .to_string();
+
+    // Add a hand-written case: it takes the set's next name and replays like a recorded one.
+    let added = rest.post_json(
+        "/k8s-proxy/testcases",
+        &json!({"deployment": "inv", "test_set": set,
+                "req": {"method": "GET", "url": "http://localhost/items/1", "header": {"Accept": "*/*"}},
+                "resp": {"status_code": 200, "status_message": "OK",
+                         "header": {"Content-Type": "application/json"},
+                         "body": "{\"id\":1,\"name\":\"apple\",\"price\":2.5}"}}),
+    )?;
+    assert_eq!(added.status, 200, "{}", added.text());
+    let added = added.json()?;
+    assert_eq!(added["name"], "test-3");
+    assert_eq!(added["req"]["target"], "/items/1");
+
+    let meta = rest
+        .get(&format!(
+            "/k8s-proxy/testcases/metadata?deployment=inv&test_set={set}"
+        ))?
+        .json()?;
+    assert_eq!(meta.as_array().map(Vec::len), Some(3), "{meta}");
+    assert!(
+        meta[0].get("req").is_none(),
+        "metadata has no bodies: {meta}"
+    );
+
+    // The hand-written price is wrong: replay says so; PUT noise on it and the case passes.
+    let before = run.replay("inv", json!({"selectedTests": {set.clone(): ["test-3"]}}))?;
+    let line = &before.results()["test-3"];
+    assert_eq!(line["status"], "FAILED", "{line}");
+    assert_eq!(diff_paths(line), ["body.price"]);
+    let id = added["id"].as_i64().context("id")?;
+    let updated = rest.request(
+        "PUT",
+        &format!("/k8s-proxy/testcases/{id}"),
+        Some(br#"{"noise": {"body.price": []}}"#),
+        kreplay_e2e::rest::Auth::SharedToken,
+    )?;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    assert_eq!(updated.json()?["noise"], json!({"body.price": []}));
+    let after = run.replay("inv", json!({"selectedTests": {set.clone(): ["test-3"]}}))?;
+    assert_eq!(after.results()["test-3"]["status"], "PASSED");
+
+    let picked = rest
+        .post_json(
+            "/k8s-proxy/testcases/selective",
+            &json!({"deployment": "inv", "test_set": set, "test_cases": ["test-2", "test-3"]}),
+        )?
+        .json()?;
+    let names: Vec<&str> = picked
+        .as_array()
+        .context("list")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["test-2", "test-3"]);
+    let missing = rest.post_json(
+        "/k8s-proxy/testcases/selective",
+        &json!({"deployment": "inv", "test_set": set, "test_cases": ["test-99"]}),
+    )?;
+    assert_eq!(missing.status, 404);
+
+    let sets = rest
+        .get("/k8s-proxy/testcases/testsets/metadata?deployment=inv")?
+        .json()?;
+    assert_eq!(sets[0]["latest_replay"]["status"], "PASSED", "{sets}");
+    let latest = rest
+        .get("/k8s-proxy/testcases/testsets/latest-release/full?deployment=inv")?
+        .json()?;
+    assert_eq!(latest["test_cases"].as_array().map(Vec::len), Some(3));
+
+    let deleted = rest.request(
+        "DELETE",
+        &format!("/k8s-proxy/testcases?deployment=inv&test_set={set}&test_cases=test-1"),
+        None,
+        kreplay_e2e::rest::Auth::SharedToken,
+    )?;
+    assert_eq!(deleted.json()?["deleted"], 1);
+    let gone = rest.request(
+        "DELETE",
+        &format!("/k8s-proxy/testcases/testset?deployment=inv&test_set={set}"),
+        None,
+        kreplay_e2e::rest::Auth::SharedToken,
+    )?;
+    assert_eq!(gone.json()?, json!({"deleted": 2, "test_set": set}));
+    let again = rest.request(
+        "DELETE",
+        &format!("/k8s-proxy/testcases/testset?deployment=inv&test_set={set}"),
+        None,
+        kreplay_e2e::rest::Auth::SharedToken,
+    )?;
+    assert_eq!(again.status, 404, "{}", again.text());
+    let bad = rest.post_json("/k8s-proxy/testcases", &json!({"deployment": "inv", "test_set": "test-set-7", "req": {"method": "GET", "url": "/"}, "resp": {"status_code": 200}}))?;
+    assert_eq!(bad.status, 404, "{}", bad.text());
     Ok(())
 }

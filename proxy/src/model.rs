@@ -236,6 +236,20 @@ pub struct TestCaseFilter {
     pub offset: u32,
 }
 
+impl TestCaseFilter {
+    /// Every case of a deployment (or of one of its test sets), in recorded order.
+    pub fn all_of(namespace: &str, deployment: &str, test_set: Option<&str>) -> Self {
+        Self {
+            namespace: Some(namespace.to_owned()),
+            deployment: Some(deployment.to_owned()),
+            test_set: test_set.map(str::to_owned),
+            record_id: None,
+            limit: u32::MAX,
+            offset: 0,
+        }
+    }
+}
+
 // ---- JSON view --------------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

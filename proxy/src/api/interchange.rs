@@ -107,14 +107,7 @@ pub async fn export_sets(
     }
     let mut sets = Vec::new();
     for test_set in names {
-        let filter = TestCaseFilter {
-            namespace: Some(namespace.to_owned()),
-            deployment: Some(deployment.to_owned()),
-            test_set: Some(test_set.clone()),
-            record_id: None,
-            limit: u32::MAX,
-            offset: 0,
-        };
+        let filter = TestCaseFilter::all_of(namespace, deployment, Some(&test_set));
         let cases = blocking(&ctx.store, move |s| s.list_test_cases(&filter)).await?;
         let reports_filter = ReportFilter {
             namespace: Some(namespace.to_owned()),

@@ -51,6 +51,13 @@ pub struct Ctx {
 
 pub type AppState = Arc<Ctx>;
 
+/// One NDJSON line of a status stream.
+fn ndjson_line(value: &serde_json::Value) -> Result<axum::body::Bytes, std::convert::Infallible> {
+    let mut line = value.to_string().into_bytes();
+    line.push(b'\n');
+    Ok(axum::body::Bytes::from(line))
+}
+
 impl Ctx {
     /// Applies namespace scoping (SPEC section 3) to a namespace named by a request.
     pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::{
     ApiError, AppState,
     error::{JsonBody, QueryParams},
+    ndjson_line,
 };
 use crate::{model::SessionRecord, recording::RecordError};
 
@@ -125,12 +126,6 @@ pub async fn stop(
 #[derive(Debug, Deserialize)]
 pub struct StatusQuery {
     record_id: String,
-}
-
-fn ndjson_line(value: &Value) -> Result<Bytes, Infallible> {
-    let mut line = value.to_string().into_bytes();
-    line.push(b'\n');
-    Ok(Bytes::from(line))
 }
 
 fn is_terminal(line: &Value) -> bool {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::{
     ApiError, AppState,
     error::{JsonBody, QueryParams},
+    ndjson_line,
 };
 use crate::replay::{ReplayError, RunState, TestConfig};
 
@@ -122,12 +123,6 @@ pub async fn stop(
 #[derive(Debug, Deserialize)]
 pub struct StatusQuery {
     replay_id: String,
-}
-
-fn ndjson_line(value: &Value) -> Result<Bytes, Infallible> {
-    let mut line = value.to_string().into_bytes();
-    line.push(b'\n');
-    Ok(Bytes::from(line))
 }
 
 /// NDJSON: every line so far (state changes and one per test case result), then new ones as

@@ -339,14 +339,7 @@ pub async fn delete_set(
 }
 
 async fn cases_of(ctx: &AppState, set: &SetKey) -> Result<Vec<TestCase>, ApiError> {
-    let filter = TestCaseFilter {
-        namespace: Some(set.namespace.clone()),
-        deployment: Some(set.deployment.clone()),
-        test_set: Some(set.test_set.clone()),
-        record_id: None,
-        limit: u32::MAX,
-        offset: 0,
-    };
+    let filter = TestCaseFilter::all_of(&set.namespace, &set.deployment, Some(&set.test_set));
     Ok(blocking(&ctx.store, move |s| s.list_test_cases(&filter)).await?)
 }
 
@@ -363,17 +356,11 @@ pub async fn metadata(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<MetadataQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = TestCaseFilter {
-        namespace: Some(
-            ctx.scope(q.namespace.as_deref())?
-                .unwrap_or_else(|| "default".to_owned()),
-        ),
-        deployment: Some(q.deployment),
-        test_set: q.test_set.filter(|s| !s.is_empty()),
-        record_id: None,
-        limit: u32::MAX,
-        offset: 0,
-    };
+    let namespace = ctx
+        .scope(q.namespace.as_deref())?
+        .unwrap_or_else(|| "default".to_owned());
+    let test_set = q.test_set.filter(|s| !s.is_empty());
+    let filter = TestCaseFilter::all_of(&namespace, &q.deployment, test_set.as_deref());
     let cases = blocking(&ctx.store, move |s| s.list_test_cases(&filter)).await?;
     Ok(Json(Value::Array(
         cases

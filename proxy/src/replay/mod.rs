@@ -334,14 +334,7 @@ impl ReplayManager {
         };
         let mut sets = Vec::new();
         for test_set in names {
-            let filter = TestCaseFilter {
-                namespace: Some(namespace.to_owned()),
-                deployment: Some(deployment.to_owned()),
-                test_set: Some(test_set.clone()),
-                record_id: None,
-                limit: u32::MAX,
-                offset: 0,
-            };
+            let filter = TestCaseFilter::all_of(namespace, deployment, Some(&test_set));
             let mut cases = blocking(&self.store, move |s| s.list_test_cases(&filter)).await?;
             if let Some(wanted) = config
                 .selected_tests
