@@ -564,12 +564,13 @@ fn test_case_routes_add_update_select_and_delete() -> anyhow::Result<()> {
         .to_string();
 
     // Add a hand-written case: it takes the set's next name and replays like a recorded one.
+    // Its headers are those the service sends (as recorded for /stable).
+    let headers = cases[0]["resp"]["header"].clone();
     let added = rest.post_json(
         "/k8s-proxy/testcases",
         &json!({"deployment": "inv", "test_set": set,
                 "req": {"method": "GET", "url": "http://localhost/items/1", "header": {"Accept": "*/*"}},
-                "resp": {"status_code": 200, "status_message": "OK",
-                         "header": {"Content-Type": "application/json"},
+                "resp": {"status_code": 200, "status_message": "OK", "header": headers,
                          "body": "{\"id\":1,\"name\":\"apple\",\"price\":2.5}"}}),
     )?;
     assert_eq!(added.status, 200, "{}", added.text());
