@@ -9,5 +9,6 @@
 pub mod compare;
 pub mod http;
 pub mod keploy;
+pub mod mock;
 pub mod noise;
 pub mod report;

@@ -1,0 +1,1 @@
+//! Mocks (being written).

@@ -1,0 +1,1 @@
+//! Protocol detection from the first bytes (being written).

@@ -1,0 +1,1 @@
+//! Generic TCP fallback (being written).
