@@ -131,6 +131,18 @@ pub mod syscall {
     pub const CONNECT: u32 = 8; // connect: ptr = destination sockaddr
 }
 
+/// Where a replay instance's outbound TCP connections go instead of their destination: the
+/// agent's mock server for that instance. Value of the `REDIRECT` map, keyed by cgroup id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MockTarget {
+    /// IPv4 address in network byte order, as `sin_addr.s_addr`.
+    pub ip4: u32,
+    /// Port in network byte order, as `sin_port`.
+    pub port_be: u16,
+    pub _pad: u16,
+}
+
 /// Key of the `CONNS` map.
 #[inline(always)]
 pub fn conn_key(tgid: u32, fd: u32) -> u64 {
@@ -147,6 +159,12 @@ pub mod names {
     pub const ENTER_ARGS_OFFSET: &str = "ENTER_ARGS_OFFSET";
     pub const EXIT_RET_OFFSET: &str = "EXIT_RET_OFFSET";
     pub const AGENT_TGID: &str = "AGENT_TGID";
+    pub const REDIRECT: &str = "REDIRECT";
+    pub const ORIG_DST: &str = "ORIG_DST";
+    pub const CONNECT4: &str = "redirect_connect4";
+    pub const CONNECT6: &str = "redirect_connect6";
+    pub const GETPEERNAME4: &str = "restore_peer4";
+    pub const GETPEERNAME6: &str = "restore_peer6";
 }
 
 #[cfg(feature = "user")]
@@ -157,4 +175,5 @@ mod pod {
     unsafe impl aya::Pod for super::ConnState {}
     unsafe impl aya::Pod for super::SyscallStash {}
     unsafe impl aya::Pod for super::SockAddr {}
+    unsafe impl aya::Pod for super::MockTarget {}
 }

@@ -15,6 +15,8 @@ fn main() {
 
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod redirect;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

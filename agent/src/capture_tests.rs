@@ -478,3 +478,57 @@ fn an_overfilled_data_ring_counts_its_losses() {
         );
     }
 }
+
+#[test]
+fn a_redirected_cgroup_reaches_the_mock_server_and_sees_its_original_peer() {
+    require_root!();
+    let mut capture = load(RingSizes::default());
+    let cgroup = TestCgroup::new("redirect");
+    // The "mock server": answers one line to whoever connects.
+    let mock = TcpListener::bind("127.0.0.1:0").expect("binding the mock server");
+    let mock_addr = match mock.local_addr().expect("mock address") {
+        std::net::SocketAddr::V4(v4) => v4,
+        other => panic!("unexpected address {other}"),
+    };
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = mock.accept().expect("accepting the redirected client");
+        std::io::Write::write_all(&mut stream, b"from the mock server\n").expect("answering");
+    });
+    capture
+        .attach_redirect(&cgroup.path, cgroup.id, mock_addr)
+        .expect("attaching the redirect");
+    // Nothing listens on the original destination: only the redirect can answer.
+    let original_port = free_port();
+    let script = format!(
+        "import socket\ns = socket.create_connection(('127.0.0.1', {original_port}), timeout=5)\n\
+         print(s.getpeername()[1])\nprint(s.makefile().readline().strip())\n"
+    );
+    let out = cgroup
+        .spawn("python3", &["-c", &script])
+        .output()
+        .expect("running python3 in the test cgroup");
+    capture.detach_redirect(cgroup.id);
+    server.join().expect("mock server thread");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [original_port.to_string().as_str(), "from the mock server"],
+        "getpeername returns the original destination; the bytes come from the mock server"
+    );
+
+    // Detached: the same connect now fails (nothing listens there).
+    let out = cgroup
+        .spawn("python3", &["-c", &script])
+        .output()
+        .expect("running python3 again");
+    assert!(
+        !out.status.success(),
+        "without the redirect the connect must be refused"
+    );
+}

@@ -9,7 +9,10 @@ use aya::{
 };
 use kreplay_agent_ebpf::{counter, names};
 
-use crate::tracefs::{self, SYSCALLS};
+use crate::{
+    redirect::{RedirectError, Redirector},
+    tracefs::{self, SYSCALLS},
+};
 
 #[cfg(kreplay_capture_object)]
 static CAPTURE_OBJECT: &[u8] =
@@ -65,7 +68,8 @@ impl Default for RingSizes {
 
 /// The loaded programs (kept alive: dropping them detaches) and the maps user space drives.
 pub struct Capture {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    redirect: Redirector,
     pub data_ring: RingBuf<MapData>,
     pub control_ring: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
@@ -74,6 +78,21 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// Sends the TCP connections of processes in `cgroup` to `mock_server` (a replay instance).
+    pub fn attach_redirect(
+        &mut self,
+        cgroup: &Path,
+        cgroup_id: u64,
+        mock_server: std::net::SocketAddrV4,
+    ) -> Result<(), RedirectError> {
+        self.redirect
+            .attach(&mut self.ebpf, cgroup, cgroup_id, mock_server)
+    }
+
+    pub fn detach_redirect(&mut self, cgroup_id: u64) {
+        self.redirect.detach(&mut self.ebpf, cgroup_id);
+    }
+
     /// The kernel's loss and activity counters, summed over CPUs (indexes: [`counter`]).
     pub fn kernel_counters(&self) -> [u64; counter::COUNT as usize] {
         let mut sums = [0u64; counter::COUNT as usize];
@@ -203,13 +222,15 @@ pub fn load(rings: RingSizes) -> Result<Capture, LoadError> {
         control_ring = rings.control,
         "capture programs attached"
     );
+    let redirect = Redirector::load(&mut ebpf)?;
     Ok(Capture {
+        redirect,
         data_ring: take(&mut ebpf, names::DATA_RING)?,
         control_ring: take(&mut ebpf, names::CONTROL_RING)?,
         counters: take(&mut ebpf, names::COUNTERS)?,
         cgroup_targets: take(&mut ebpf, names::CGROUP_TARGETS)?,
         tgid_targets: take(&mut ebpf, names::TGID_TARGETS)?,
-        _ebpf: ebpf,
+        ebpf,
     })
 }
 

@@ -9,6 +9,7 @@ mod metrics;
 mod outbox;
 mod pipeline;
 mod records;
+mod redirect;
 mod targets;
 mod tracefs;
 mod uplink;
