@@ -9,9 +9,16 @@
 use std::collections::HashMap;
 
 use kreplay_agent_ebpf::{ControlEvent, DIR_READ, DataHeader, ROLE_CLIENT, ROLE_SERVER};
-use kreplay_wire::http1::{self, Direction, Exchange, Limits};
+use kreplay_wire::{
+    dependency::Unit,
+    detect::Protocol,
+    http1::{Direction, Exchange, Limits},
+};
 
-use crate::records::format_addr;
+use crate::{
+    protocols::{Output, Parsing},
+    records::format_addr,
+};
 
 /// Identity of a connection: generation distinguishes a reused fd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,23 +69,25 @@ pub struct CapturedExchange {
     pub exchange: Exchange,
 }
 
+/// A request/response unit of a non-HTTP connection the target opened (a mock).
+#[derive(Debug)]
+pub struct CapturedUnit {
+    pub conn: ConnMeta,
+    pub protocol: Protocol,
+    pub index_on_connection: u32,
+    pub unit: Unit,
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TableStats {
     /// Connections on which positions jumped (bytes lost before user space).
     pub gaps: u64,
     /// Data for connections whose open was never seen.
     pub unknown_connection_records: u64,
-    /// Connections whose first bytes were not HTTP/1.
+    /// Connections whose first bytes were no protocol recorded on them (ingress: not HTTP/1).
     pub non_http_connections: u64,
     pub parse_errors: u64,
     pub exchanges: u64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Protocol {
-    Undecided,
-    Http,
-    Other,
 }
 
 /// A connection that is over but may still have data in flight in the data ring.
@@ -93,8 +102,9 @@ struct Closing {
 
 struct Tracked {
     meta: ConnMeta,
-    protocol: Protocol,
-    http: http1::Connection,
+    parsing: Parsing,
+    /// `parsing` gave up on the connection and it was counted.
+    ignored_counted: bool,
     /// Next expected stream position, indexed by DIR_READ / DIR_WRITE.
     next_pos: [u64; 2],
     closing: Option<Closing>,
@@ -131,6 +141,7 @@ pub struct ConnectionTable {
     next_id: u64,
     stats: TableStats,
     ready: Vec<CapturedExchange>,
+    ready_units: Vec<CapturedUnit>,
 }
 
 impl ConnectionTable {
@@ -142,6 +153,7 @@ impl ConnectionTable {
             next_id: 1,
             stats: TableStats::default(),
             ready: Vec::new(),
+            ready_units: Vec::new(),
         }
     }
 
@@ -176,9 +188,9 @@ impl ConnectionTable {
         };
         self.next_id += 1;
         let tracked = Tracked {
+            parsing: Parsing::new(role, self.limits.clone()),
+            ignored_counted: false,
             meta,
-            protocol: Protocol::Undecided,
-            http: http1::Connection::new(self.limits.clone()),
             next_pos: [0, 0],
             closing: None,
             exchanges: 0,
@@ -221,21 +233,13 @@ impl ConnectionTable {
             bytes = &payload[(expected - header.pos) as usize..];
         } else if header.pos > expected {
             self.stats.gaps += 1;
-            if conn.protocol == Protocol::Http {
-                conn.http.gap(direction, header.pos - expected);
-            }
+            conn.parsing.gap(direction, header.pos - expected);
         }
         conn.next_pos[slot] = end;
-        if conn.protocol == Protocol::Undecided && direction == Direction::Request {
-            conn.protocol = if http1::looks_like_request(bytes) {
-                Protocol::Http
-            } else {
-                self.stats.non_http_connections += 1;
-                Protocol::Other
-            };
-        }
-        if conn.protocol == Protocol::Http {
-            conn.http.feed(direction, bytes, ts);
+        conn.parsing.feed(direction, bytes, ts);
+        if conn.parsing.is_ignored() && !conn.ignored_counted {
+            conn.ignored_counted = true;
+            self.stats.non_http_connections += 1;
         }
         self.collect(id);
         if self.conns.get(&id).is_some_and(Tracked::caught_up) {
@@ -325,19 +329,15 @@ impl ConnectionTable {
                 if conn.next_pos[slot] < final_pos[slot] {
                     self.stats.gaps += 1;
                     let direction = conn.direction(dir);
-                    if conn.protocol == Protocol::Http {
-                        conn.http
-                            .gap(direction, final_pos[slot] - conn.next_pos[slot]);
-                    }
+                    conn.parsing
+                        .gap(direction, final_pos[slot] - conn.next_pos[slot]);
                 }
             }
         }
-        if conn.protocol == Protocol::Http {
-            conn.http.close(ts);
-        }
+        conn.parsing.close(ts);
         self.collect(id);
         if let Some(conn) = self.conns.remove(&id) {
-            self.stats.parse_errors += conn.http.stats().parse_errors;
+            self.stats.parse_errors += conn.parsing.parse_errors();
         }
     }
 
@@ -345,19 +345,31 @@ impl ConnectionTable {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        while let Some(exchange) = conn.http.next_exchange() {
+        while let Some(output) = conn.parsing.next() {
             conn.exchanges += 1;
             self.stats.exchanges += 1;
-            self.ready.push(CapturedExchange {
-                conn: conn.meta.clone(),
-                index_on_connection: conn.exchanges,
-                exchange,
-            });
+            match output {
+                Output::Exchange(exchange) => self.ready.push(CapturedExchange {
+                    conn: conn.meta.clone(),
+                    index_on_connection: conn.exchanges,
+                    exchange,
+                }),
+                Output::Unit { protocol, unit } => self.ready_units.push(CapturedUnit {
+                    conn: conn.meta.clone(),
+                    protocol,
+                    index_on_connection: conn.exchanges,
+                    unit,
+                }),
+            }
         }
     }
 
     pub fn drain_exchanges(&mut self) -> std::vec::Drain<'_, CapturedExchange> {
         self.ready.drain(..)
+    }
+
+    pub fn drain_units(&mut self) -> std::vec::Drain<'_, CapturedUnit> {
+        self.ready_units.drain(..)
     }
 }
 

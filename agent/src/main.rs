@@ -6,8 +6,10 @@ mod capture_tests;
 mod connections;
 mod loader;
 mod metrics;
+mod mockserver;
 mod outbox;
 mod pipeline;
+mod protocols;
 mod records;
 mod redirect;
 mod targets;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     metrics::Counters,
+    mockserver::MockServers,
     outbox::{Outbox, OutboxLimits},
     pipeline::{Command, Pipeline},
 };
@@ -165,10 +168,12 @@ async fn main() -> anyhow::Result<()> {
         node_name,
     };
     tracing::info!(agent_id = %config.agent_id, "agent starting");
+    let mock_servers = Arc::new(MockServers::new(commands.clone()));
     let uplink = tokio::spawn(uplink::run(
         config,
         outbox.clone(),
         commands.clone(),
+        mock_servers.clone(),
         connected.clone(),
         cancel.clone(),
     ));
@@ -182,6 +187,8 @@ async fn main() -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // Redirects are detached before the capture thread (which owns the programs) stops.
+    mock_servers.stop_all().await;
     cancel.cancel();
     let _ = commands.send(Command::Stop);
     let _ = uplink.await;

@@ -11,10 +11,10 @@ use std::{
 
 use kreplay_agent_ebpf::{CONTROL_CLOSE, CONTROL_OPEN, counter};
 use kreplay_proto::v1::{self as pb, SessionFlushed, TargetSet, TargetsApplied, envelope::Body};
-use kreplay_wire::http1;
+use kreplay_wire::{dependency::Lifetime, http1};
 
 use crate::{
-    connections::{CapturedExchange, ConnectionTable, Role},
+    connections::{CapturedExchange, CapturedUnit, ConnectionTable, Role},
     loader::Capture,
     metrics::Counters,
     outbox::{Outbox, Priority},
@@ -27,6 +27,17 @@ use crate::{
 pub enum Command {
     Targets(TargetSet),
     Flush(String),
+    /// Send a replay instance's TCP connections to its mock server.
+    Redirect {
+        cgroup: std::path::PathBuf,
+        cgroup_id: u64,
+        mock_server: std::net::SocketAddrV4,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    Unredirect {
+        cgroup_id: u64,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
     Stop,
 }
 
@@ -103,6 +114,22 @@ impl Pipeline {
                 match commands.try_recv() {
                     Ok(Command::Targets(set)) => self.apply_targets(&set),
                     Ok(Command::Flush(record_id)) => self.flush(&record_id),
+                    Ok(Command::Redirect {
+                        cgroup,
+                        cgroup_id,
+                        mock_server,
+                        reply,
+                    }) => {
+                        let result = self
+                            .capture
+                            .attach_redirect(&cgroup, cgroup_id, mock_server)
+                            .map_err(|e| e.to_string());
+                        let _ = reply.send(result);
+                    }
+                    Ok(Command::Unredirect { cgroup_id, reply }) => {
+                        self.capture.detach_redirect(cgroup_id);
+                        let _ = reply.send(());
+                    }
                     Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
                     Err(mpsc::TryRecvError::Empty) => break,
                 }
@@ -216,6 +243,24 @@ impl Pipeline {
     }
 
     fn ship_exchanges(&mut self) {
+        let units: Vec<CapturedUnit> = self.table.drain_units().collect();
+        for captured in units {
+            self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+            let Some(record_id) = self
+                .targets
+                .record_for(captured.conn.cgroup_id, captured.conn.tgid)
+            else {
+                self.counters.unattributed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let call = unit_to_proto(record_id, captured);
+            if !self
+                .outbox
+                .push(Body::Dependency(call), Priority::Droppable)
+            {
+                self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let ready: Vec<CapturedExchange> = self.table.drain_exchanges().collect();
         for captured in ready {
             self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
@@ -380,5 +425,39 @@ fn to_proto(record_id: &str, captured: CapturedExchange) -> pb::HttpExchange {
             body_wire_size: response.body_wire_size,
             timestamp_ns: response.timestamp_ns,
         }),
+    }
+}
+
+fn unit_to_proto(record_id: &str, captured: CapturedUnit) -> pb::DependencyCall {
+    let CapturedUnit {
+        conn,
+        protocol,
+        index_on_connection,
+        unit,
+    } = captured;
+    pb::DependencyCall {
+        record_id: record_id.to_string(),
+        protocol: protocol.as_str().to_string(),
+        pid: conn.tgid,
+        cgroup_id: conn.cgroup_id,
+        peer_addr: conn.peer,
+        connection_id: conn.id,
+        index_on_connection,
+        request: unit.request,
+        response: unit.response,
+        fields: unit
+            .fields
+            .into_iter()
+            .map(|(name, value)| pb::Field { name, value })
+            .collect(),
+        summary: unit.summary,
+        lifetime: match unit.lifetime {
+            Lifetime::Session => "session",
+            Lifetime::Connection => "connection",
+            Lifetime::PerTest => "per_test",
+        }
+        .to_string(),
+        request_ts_ns: unit.request_ts_ns,
+        response_ts_ns: unit.response_ts_ns,
     }
 }

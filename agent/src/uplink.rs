@@ -6,14 +6,19 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use kreplay_proto::v1::{
-    AgentMessage, Hello, agent_message, capture_service_client::CaptureServiceClient, proxy_message,
+    AgentMessage, Hello, agent_message, capture_service_client::CaptureServiceClient,
+    envelope::Body, proxy_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{metadata::MetadataValue, transport::Endpoint};
 
-use crate::{outbox::Outbox, pipeline::Command};
+use crate::{
+    mockserver::MockServers,
+    outbox::{Outbox, Priority},
+    pipeline::Command,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UplinkError {
@@ -46,6 +51,7 @@ pub async fn run(
     config: UplinkConfig,
     outbox: Arc<Outbox>,
     commands: std::sync::mpsc::Sender<Command>,
+    mock_servers: Arc<MockServers>,
     connected: Arc<std::sync::atomic::AtomicBool>,
     cancel: CancellationToken,
 ) {
@@ -53,7 +59,7 @@ pub async fn run(
     while !cancel.is_cancelled() {
         let started = tokio::time::Instant::now();
         let result = tokio::select! {
-            r = stream_once(&config, &outbox, &commands, &connected) => r,
+            r = stream_once(&config, &outbox, &commands, &mock_servers, &connected) => r,
             _ = cancel.cancelled() => break,
         };
         connected.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -77,6 +83,7 @@ async fn stream_once(
     config: &UplinkConfig,
     outbox: &Arc<Outbox>,
     commands: &std::sync::mpsc::Sender<Command>,
+    mock_servers: &Arc<MockServers>,
     connected: &std::sync::atomic::AtomicBool,
 ) -> Result<(), UplinkError> {
     // Read on every connect: the token may be rotated while the agent runs.
@@ -130,6 +137,15 @@ async fn stream_once(
                 Some(proxy_message::Msg::Flush(flush)) => commands
                     .send(Command::Flush(flush.record_id))
                     .map_err(|_| UplinkError::PipelineGone)?,
+                Some(proxy_message::Msg::Replay(command)) => {
+                    // Commands may take a moment (the redirect goes through the capture
+                    // thread); the stream keeps being read meanwhile.
+                    let (servers, outbox) = (mock_servers.clone(), outbox.clone());
+                    tokio::spawn(async move {
+                        let report = servers.handle(command).await;
+                        outbox.push(Body::ReplayReport(report), Priority::Essential);
+                    });
+                }
                 None => tracing::debug!("empty message from the proxy ignored"),
             }
         }

@@ -139,6 +139,9 @@ pub enum Category {
     HeaderChanged,
     InternalFailure,
     AppConnectionError,
+    /// A dependency call of the replayed app had no matching mock (our own category: Keploy
+    /// reports these only as `unmatched_calls`).
+    DependencyMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -148,6 +151,26 @@ pub struct FailureInfo {
     /// Sorted, without duplicates.
     pub category: Vec<Category>,
     pub assessment: Assessment,
+    /// Dependency calls no mock answered: protocol, the request, the closest mock and its field
+    /// differences (Keploy's `unmatched_calls`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_calls: Vec<Value>,
+}
+
+impl FailureInfo {
+    /// Fails the test for dependency calls no mock answered (risk HIGH: the app asked its
+    /// dependencies something the recording never saw).
+    pub fn add_unmatched_calls(&mut self, calls: Vec<Value>) {
+        if calls.is_empty() {
+            return;
+        }
+        self.risk = self.risk.max(Risk::High);
+        if !self.category.contains(&Category::DependencyMismatch) {
+            self.category.push(Category::DependencyMismatch);
+            self.category.sort();
+        }
+        self.unmatched_calls.extend(calls);
+    }
 }
 
 /// The four path lists hold body paths only; `diffs` holds every difference (status, headers,
@@ -252,6 +275,7 @@ impl Comparison {
                     reasons: vec![reason.into()],
                     ..Assessment::default()
                 },
+                unmatched_calls: Vec::new(),
             },
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod deps;
 pub mod process;
 pub mod rest;
 pub mod servers;
@@ -120,6 +121,8 @@ pub struct Deployment {
     pub working_dir: Option<PathBuf>,
     pub health_path: Option<String>,
     pub env: Vec<(String, String)>,
+    /// Restart when a recording starts, so start-up calls are recorded too.
+    pub restart_on_record: bool,
 }
 
 impl Deployment {
@@ -136,6 +139,9 @@ impl Deployment {
         }
         if let Some(path) = &self.health_path {
             value["health_path"] = serde_json::json!(path);
+        }
+        if self.restart_on_record {
+            value["restart_on_record"] = serde_json::json!(true);
         }
         if !self.env.is_empty() {
             let env: serde_json::Map<String, serde_json::Value> = self

@@ -178,6 +178,7 @@ http {{
         working_dir: Some(dir.clone()),
         health_path: None,
         env: Vec::new(),
+        restart_on_record: false,
     };
     Ok((
         deployment,
@@ -220,6 +221,7 @@ pub fn httpbin(dir: &Path, name: &str) -> anyhow::Result<Deployment> {
         working_dir: Some(dir),
         health_path: None,
         env: vec![("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
+        restart_on_record: false,
     })
 }
 
@@ -245,5 +247,31 @@ pub fn inventory(dir: &Path, name: &str) -> anyhow::Result<Deployment> {
         working_dir: Some(dir),
         health_path: Some("/health".into()),
         env: vec![("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
+        restart_on_record: false,
+    })
+}
+
+/// The mock tests' fixture (`e2e/fixtures/orders.py`): a REST service on PostgreSQL and Redis that
+/// calls an outbound HTTP API. `env` carries PG_DSN, REDIS_PORT and RATE_URL.
+pub fn orders(dir: &Path, name: &str, env: Vec<(String, String)>) -> anyhow::Result<Deployment> {
+    check_binary("/usr/bin/python3", "python3")?;
+    let script = crate::workspace_root().join("e2e/fixtures/orders.py");
+    let dir = dir.join(format!("orders-{name}"));
+    mkdir(&dir, 0o755)?;
+    let mut env = env;
+    env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
+    Ok(Deployment {
+        name: name.to_string(),
+        namespace: "default".into(),
+        command: vec![
+            "/usr/bin/python3".into(),
+            "-u".into(),
+            script.to_string_lossy().into_owned(),
+        ],
+        port: free_port()?,
+        working_dir: Some(dir),
+        health_path: Some("/health".into()),
+        env,
+        restart_on_record: true,
     })
 }

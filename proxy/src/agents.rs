@@ -8,9 +8,10 @@ use std::{
 };
 
 use kreplay_proto::v1::{
-    AgentMetrics, FlushSession, ProxyMessage, Target, TargetSet, proxy_message::Msg,
+    AgentMetrics, FlushSession, ProxyMessage, ReplayCommand, ReplayReport, Target, TargetSet,
+    proxy_message::Msg, replay_command::Action,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Target-set versions remembered, so a late `TargetsApplied` still names its sessions.
 const VERSION_HISTORY: usize = 256;
@@ -34,6 +35,21 @@ struct HubState {
     agents: HashMap<String, AgentEntry>,
     pending_flushes: HashSet<String>,
     next_serial: u64,
+    /// Replay commands awaiting the agent's report, by command id.
+    pending_replay: HashMap<u64, oneshot::Sender<ReplayReport>>,
+    next_command: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayCommandError {
+    #[error("no agent is connected to serve mocks")]
+    NoAgent,
+    #[error("the agent did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the agent disconnected before answering")]
+    Disconnected,
+    #[error("the agent failed: {0}")]
+    Agent(String),
 }
 
 /// A snapshot of one agent, for status output.
@@ -205,6 +221,61 @@ impl AgentHub {
                 });
                 let _ = tx.send(ProxyMessage { msg: Some(msg) });
             }
+        }
+    }
+
+    /// Sends a replay command to a connected agent (the first by id: local mode has one) and
+    /// waits for its report.
+    pub async fn replay_command(
+        &self,
+        replay_id: &str,
+        action: Action,
+        timeout: Duration,
+    ) -> Result<ReplayReport, ReplayCommandError> {
+        let (tx, rx) = oneshot::channel();
+        let command_id = {
+            let mut state = self.lock();
+            let mut connected: Vec<(&String, &AgentEntry)> = state
+                .agents
+                .iter()
+                .filter(|(_, e)| e.tx.is_some())
+                .collect();
+            connected.sort_by_key(|(id, _)| *id);
+            let Some(sender) = connected.first().and_then(|(_, e)| e.tx.clone()) else {
+                return Err(ReplayCommandError::NoAgent);
+            };
+            state.next_command += 1;
+            let command_id = state.next_command;
+            state.pending_replay.insert(command_id, tx);
+            let message = ProxyMessage {
+                msg: Some(Msg::Replay(ReplayCommand {
+                    command_id,
+                    replay_id: replay_id.to_owned(),
+                    action: Some(action),
+                })),
+            };
+            if sender.send(message).is_err() {
+                state.pending_replay.remove(&command_id);
+                return Err(ReplayCommandError::Disconnected);
+            }
+            command_id
+        };
+        let answer = tokio::time::timeout(timeout, rx).await;
+        self.lock().pending_replay.remove(&command_id);
+        match answer {
+            Err(_) => Err(ReplayCommandError::Timeout(timeout)),
+            Ok(Err(_)) => Err(ReplayCommandError::Disconnected),
+            Ok(Ok(report)) if !report.error.is_empty() => {
+                Err(ReplayCommandError::Agent(report.error))
+            }
+            Ok(Ok(report)) => Ok(report),
+        }
+    }
+
+    /// An agent answered a replay command.
+    pub fn on_replay_report(&self, report: ReplayReport) {
+        if let Some(waiter) = self.lock().pending_replay.remove(&report.command_id) {
+            let _ = waiter.send(report);
         }
     }
 

@@ -106,6 +106,10 @@ pub struct DeploymentSpec {
     /// HTTP path polled for readiness; TCP connect when absent.
     #[serde(default)]
     pub health_path: Option<String>,
+    /// Restart the replicas once a recording's capture is in place, so their start-up calls
+    /// (connections, migrations, warm-up queries) are recorded as session mocks.
+    #[serde(default)]
+    pub restart_on_record: bool,
 }
 
 impl DeploymentSpec {

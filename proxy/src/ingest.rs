@@ -23,7 +23,7 @@ use crate::{
     auth::Secret,
     model::{HeaderPair, NewTestCase, StoredRequest, StoredResponse},
     recording::RecordingManager,
-    store::{SharedStore, blocking},
+    store::{NewMock, SharedStore, blocking},
     util::now_unix_ms,
 };
 
@@ -149,21 +149,31 @@ impl AgentConnection {
             return Ok(());
         };
         let mut cases = Vec::new();
+        let mut mocks = Vec::new();
         for envelope in batch {
+            let seq = envelope.seq;
             match envelope.body {
+                Some(Body::Http(exchange)) if exchange.role == Role::Client as i32 => {
+                    mocks.push(self.new_mock(seq, crate::mocks::from_http_call(exchange)));
+                }
                 Some(Body::Http(exchange)) => {
-                    if let Some(case) = to_test_case(&self.agent_id, envelope.seq, exchange) {
+                    if let Some(case) = to_test_case(&self.agent_id, seq, exchange) {
                         cases.push(case);
                     }
+                }
+                Some(Body::Dependency(call)) => {
+                    mocks.push(self.new_mock(seq, crate::mocks::from_dependency_call(call)));
                 }
                 other => {
                     // Store what came before this marker first: order is the contract.
                     self.store_cases(std::mem::take(&mut cases)).await?;
+                    self.store_mocks(std::mem::take(&mut mocks)).await?;
                     self.handle_control(other).await?;
                 }
             }
         }
         self.store_cases(cases).await?;
+        self.store_mocks(mocks).await?;
         let _ = self.tx.send(ProxyMessage {
             msg: Some(proxy_message::Msg::Ack(Ack {
                 up_to_seq: last_seq,
@@ -178,6 +188,24 @@ impl AgentConnection {
         }
         let inserted = blocking(&self.store, move |s| s.insert_test_cases(&cases)).await?;
         if inserted.iter().any(Option::is_some) {
+            self.recording.notify();
+        }
+        Ok(())
+    }
+
+    fn new_mock(&self, seq: u64, mock: crate::store::StoredMock) -> NewMock {
+        NewMock {
+            agent_id: self.agent_id.clone(),
+            seq,
+            mock,
+        }
+    }
+
+    async fn store_mocks(&self, mocks: Vec<NewMock>) -> Result<(), IngestError> {
+        if mocks.is_empty() {
+            return Ok(());
+        }
+        if blocking(&self.store, move |s| s.insert_mocks(&mocks)).await? > 0 {
             self.recording.notify();
         }
         Ok(())
@@ -202,7 +230,8 @@ impl AgentConnection {
                     .await?;
                 }
             }
-            Some(Body::Http(_)) | None => {}
+            Some(Body::ReplayReport(report)) => self.hub.on_replay_report(report),
+            Some(Body::Http(_) | Body::Dependency(_)) | None => {}
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod ingest;
+pub mod mocks;
 pub mod model;
 pub mod orchestrator;
 pub mod recording;

@@ -50,6 +50,8 @@ struct Session {
     record: SessionRecord,
     /// One status line per state change so far.
     transitions: Vec<Value>,
+    /// Mocks attribution could not give a test case, with the reason (set at stop).
+    unattributed: Vec<kreplay_domain::mock::UnattributedReason>,
 }
 
 pub struct RecordingManager {
@@ -120,6 +122,7 @@ impl RecordingManager {
                 Session {
                     record,
                     transitions: Vec::new(),
+                    unattributed: Vec::new(),
                 },
             );
             let line = self.status_line(&record_id).await?;
@@ -195,6 +198,7 @@ impl RecordingManager {
             Session {
                 record,
                 transitions: Vec::new(),
+                unattributed: Vec::new(),
             },
         );
         self.transition(&record_id, SessionStatus::Starting, None)
@@ -242,6 +246,14 @@ impl RecordingManager {
             .get(record_id)
             .is_some_and(|s| s.record.status == SessionStatus::Starting);
         if starting {
+            let target = self
+                .lock()
+                .get(record_id)
+                .map(|s| (s.record.namespace.clone(), s.record.deployment.clone()));
+            if let Some((namespace, deployment)) = target {
+                self.orchestrator
+                    .restart_for_recording(&namespace, &deployment);
+            }
             self.transition(record_id, SessionStatus::Running, None)
                 .await?;
         }
@@ -355,6 +367,12 @@ impl RecordingManager {
         {
             self.orchestrator.recording_changed(&ns, &dep, false);
         }
+        // Every capture is stored: each mock can now be given its test case.
+        let record = self.get(record_id).await?;
+        match crate::mocks::attribute_recording(&self.store, &record).await {
+            Ok(unattributed) => self.set_unattributed(record_id, unattributed),
+            Err(e) => tracing::error!(record_id, error = %e, "attributing mocks"),
+        }
         self.transition(record_id, SessionStatus::Stopped, error)
             .await?;
         self.get(record_id).await
@@ -386,12 +404,25 @@ impl RecordingManager {
             .ok_or_else(|| RecordError::UnknownSession(record_id.to_owned()))
     }
 
+    fn set_unattributed(
+        &self,
+        record_id: &str,
+        unattributed: Vec<kreplay_domain::mock::UnattributedReason>,
+    ) {
+        if let Some(session) = self.lock().get_mut(record_id) {
+            session.unattributed = unattributed;
+        }
+    }
+
     /// The current status line of a session (SPEC `/record/status` fields).
     pub async fn status_line(&self, record_id: &str) -> Result<Value, RecordError> {
         let record = self.get(record_id).await?;
         let id = record_id.to_owned();
-        let (count, endpoints) =
-            blocking(&self.store, move |s| s.session_summary(&id, MAX_ENDPOINTS)).await?;
+        let (count, endpoints, (mock_count, mock_types)) = blocking(&self.store, move |s| {
+            let (count, endpoints) = s.session_summary(&id, MAX_ENDPOINTS)?;
+            Ok((count, endpoints, s.mock_summary(&id)?))
+        })
+        .await?;
         let pods_running = self
             .orchestrator
             .deployment(&record.namespace, &record.deployment)
@@ -405,8 +436,8 @@ impl RecordingManager {
             "status": record.status.as_str(),
             "test_cases_count": count,
             "endpoints": endpoints,
-            "mock_count": 0,
-            "mock_types": {},
+            "mock_count": mock_count,
+            "mock_types": mock_types,
             "pods_running": pods_running,
             "static_dedup_stats": [],
             "started_at": rfc3339_ms(record.created_at_ms),
@@ -424,6 +455,19 @@ impl RecordingManager {
         });
         if let Some(e) = record.error {
             line["error"] = Value::String(e);
+        }
+        let unattributed = self
+            .lock()
+            .get(record_id)
+            .map(|s| s.unattributed.clone())
+            .unwrap_or_default();
+        if !unattributed.is_empty() {
+            line["unattributed_mocks"] = json!(
+                unattributed
+                    .iter()
+                    .map(|u| json!({"mock": u.mock, "kind": u.kind, "summary": u.summary, "reason": u.to_string()}))
+                    .collect::<Vec<_>>()
+            );
         }
         Ok(line)
     }

@@ -83,7 +83,7 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     };
     let grpc = tokio::spawn(serve_grpc(grpc_listener, ingest, shutdown.clone()));
 
-    let replay = ReplayManager::new(store.clone(), orchestrator.clone());
+    let replay = ReplayManager::new(store.clone(), orchestrator.clone(), hub.clone());
     let ctx = Arc::new(Ctx {
         config: config.clone(),
         store,

@@ -408,6 +408,7 @@ async fn captures_are_stored_once_and_stop_waits_for_the_flush() {
             }
             Msg::Targets(set) => assert!(set.targets.is_empty(), "session removed from targets"),
             Msg::Ack(_) => {}
+            Msg::Replay(command) => panic!("no replay runs here: {command:?}"),
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

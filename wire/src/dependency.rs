@@ -66,7 +66,10 @@ pub enum DependencyError {
         reason: String,
     },
     #[error("{protocol} message larger than {limit} bytes")]
-    TooLarge { protocol: &'static str, limit: usize },
+    TooLarge {
+        protocol: &'static str,
+        limit: usize,
+    },
     #[error("bytes were lost from the stream")]
     Gap,
 }

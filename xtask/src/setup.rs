@@ -20,6 +20,11 @@ const APT_PACKAGES: &[&str] = &[
     "gunicorn",
     "wrk",
     "curl",
+    // Dependencies of the mock tests' fixture service (PostgreSQL, Redis) and its clients.
+    "postgresql",
+    "redis-server",
+    "python3-psycopg2",
+    "python3-redis",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

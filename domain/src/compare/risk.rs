@@ -78,5 +78,6 @@ pub(crate) fn assess(
         risk,
         category: categories.into_iter().collect(),
         assessment,
+        unmatched_calls: Vec::new(),
     }
 }

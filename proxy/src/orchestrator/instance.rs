@@ -19,6 +19,7 @@ pub struct LocalInstance {
     what: String,
     spec: DeploymentSpec,
     addr: SocketAddr,
+    env_overrides: std::collections::BTreeMap<String, String>,
     cgroup: Cgroup,
     log_path: PathBuf,
     stopped: AtomicBool,
@@ -34,7 +35,7 @@ fn free_port() -> Result<u16, OrchestratorError> {
 }
 
 impl LocalInstance {
-    pub fn start(
+    pub fn prepare(
         spec: &DeploymentSpec,
         request: &InstanceRequest,
         cgroup_root: &std::path::Path,
@@ -55,30 +56,41 @@ impl LocalInstance {
             .join(&spec.namespace)
             .join(format!("{}-replay-{}.log", spec.name, request.label));
         let port = free_port()?;
-        let instance = Self {
-            what: what.clone(),
+        Ok(Self {
+            what,
             spec: spec.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            env_overrides: request.env_overrides.clone(),
             cgroup,
             log_path,
             stopped: AtomicBool::new(false),
-        };
-        // The child is owned by its cgroup from here on: `stop` kills it there, and dropping the
-        // handle does not (tokio reaps it in the background).
-        super::local::spawn_in_cgroup(
-            &what,
-            spec,
-            port,
-            &request.env_overrides,
-            &instance.cgroup,
-            &instance.log_path,
-        )?;
-        tracing::info!(instance = %what, addr = %instance.addr, "replay instance started");
-        Ok(instance)
+        })
     }
 }
 
 impl ReplayInstance for LocalInstance {
+    fn cgroup(&self) -> (PathBuf, u64) {
+        (
+            self.cgroup.path().to_path_buf(),
+            self.cgroup.id().unwrap_or_default(),
+        )
+    }
+
+    fn launch(&self) -> Result<(), OrchestratorError> {
+        // The child is owned by its cgroup from here on: `stop` kills it there, and dropping the
+        // handle does not (tokio reaps it in the background).
+        super::local::spawn_in_cgroup(
+            &self.what,
+            &self.spec,
+            self.addr.port(),
+            &self.env_overrides,
+            &self.cgroup,
+            &self.log_path,
+        )?;
+        tracing::info!(instance = %self.what, addr = %self.addr, "replay instance started");
+        Ok(())
+    }
+
     fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -119,6 +119,29 @@ impl Orchestrator for LocalOrchestrator {
         self.set_recording(namespace, name, active);
     }
 
+    fn restart_for_recording(&self, namespace: &str, name: &str) -> bool {
+        let mut restarted = false;
+        for r in &self.replicas {
+            if r.spec.namespace == namespace && r.spec.name == name && r.spec.restart_on_record {
+                // The supervisor sees its child exit and starts a fresh one in the same cgroup,
+                // which capture already targets.
+                r.ready.store(false, Ordering::Relaxed);
+                match r.cgroup.kill() {
+                    Ok(()) => restarted = true,
+                    Err(e) => tracing::error!(error = %e, "restarting a replica for recording"),
+                }
+            }
+        }
+        if restarted {
+            tracing::info!(
+                namespace,
+                name,
+                "replicas restarted so their start-up is recorded"
+            );
+        }
+        restarted
+    }
+
     fn deployments(&self, namespace: Option<&str>) -> Vec<DeploymentStatus> {
         let mut out: Vec<DeploymentStatus> = Vec::new();
         for r in &self.replicas {
@@ -165,7 +188,7 @@ impl Orchestrator for LocalOrchestrator {
         Ok(targets)
     }
 
-    fn start_instance(
+    fn prepare_instance(
         &self,
         request: &InstanceRequest,
     ) -> Result<Box<dyn ReplayInstance>, OrchestratorError> {
@@ -178,7 +201,7 @@ impl Orchestrator for LocalOrchestrator {
                 namespace: request.namespace.clone(),
                 name: request.name.clone(),
             })?;
-        Ok(Box::new(LocalInstance::start(
+        Ok(Box::new(LocalInstance::prepare(
             spec,
             request,
             &self.cgroup_root,

@@ -59,9 +59,14 @@ pub struct InstanceRequest {
     pub env_overrides: BTreeMap<String, String>,
 }
 
-/// A running replay instance. Every process it started is killed by `stop` (and by drop), so
-/// no replay, failed or cancelled, leaves anything behind.
+/// A replay instance: prepared (its cgroup exists, so the agent can redirect it before the app's
+/// first connection), then launched. Every process it started is killed by `stop` (and by drop),
+/// so no replay, failed or cancelled, leaves anything behind.
 pub trait ReplayInstance: Send + Sync {
+    /// The cgroup the instance's processes run in (path, id).
+    fn cgroup(&self) -> (PathBuf, u64);
+    /// Starts the app.
+    fn launch(&self) -> Result<(), OrchestratorError>;
     /// Where the instance listens.
     fn addr(&self) -> SocketAddr;
     /// The deployment's HTTP health path, when it declares one.
@@ -88,6 +93,12 @@ pub trait Orchestrator: Send + Sync + 'static {
     /// they never become test cases).
     fn recording_changed(&self, _namespace: &str, _name: &str, _active: bool) {}
 
+    /// Capture of a new recording is in place: restart the deployment's replicas if it asks for
+    /// that (`restart_on_record`), so its start-up is recorded. Returns whether it restarted.
+    fn restart_for_recording(&self, _namespace: &str, _name: &str) -> bool {
+        false
+    }
+
     /// The cgroups/processes of every replica of a deployment.
     fn capture_targets(
         &self,
@@ -95,8 +106,8 @@ pub trait Orchestrator: Send + Sync + 'static {
         name: &str,
     ) -> Result<CaptureTargets, OrchestratorError>;
 
-    /// Starts a fresh instance of a deployment for a replay.
-    fn start_instance(
+    /// Prepares a fresh instance of a deployment for a replay (not launched yet).
+    fn prepare_instance(
         &self,
         request: &InstanceRequest,
     ) -> Result<Box<dyn ReplayInstance>, OrchestratorError>;

@@ -5,6 +5,7 @@
 //! status history; [`run`] is the loop of one run; [`client`] talks HTTP to the instance.
 
 pub mod client;
+mod mocking;
 mod run;
 
 use std::{
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    agents::AgentHub,
     model::TestCaseFilter,
     orchestrator::Orchestrator,
     store::{SharedStore, StoreError, blocking},
@@ -171,16 +173,22 @@ impl RunState {
 pub struct ReplayManager {
     store: SharedStore,
     orchestrator: Arc<dyn Orchestrator>,
+    hub: Arc<AgentHub>,
     runs: Mutex<HashMap<String, Arc<RunState>>>,
     /// Serialises starts: check for an active run, record the new one, register it.
     control: tokio::sync::Mutex<()>,
 }
 
 impl ReplayManager {
-    pub fn new(store: SharedStore, orchestrator: Arc<dyn Orchestrator>) -> Arc<Self> {
+    pub fn new(
+        store: SharedStore,
+        orchestrator: Arc<dyn Orchestrator>,
+        hub: Arc<AgentHub>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             orchestrator,
+            hub,
             runs: Mutex::new(HashMap::new()),
             control: tokio::sync::Mutex::new(()),
         })
@@ -277,6 +285,7 @@ impl ReplayManager {
             state.clone(),
             self.store.clone(),
             self.orchestrator.clone(),
+            self.hub.clone(),
         ));
         Ok(state)
     }

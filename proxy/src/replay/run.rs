@@ -8,17 +8,19 @@ use kreplay_domain::{
     http::{HttpRequest, HttpResponse},
     noise::{CompiledNoise, GlobalNoise, NoiseMap, merge},
     report::{
-        ReportRequest, ReportResponse, TestResult, TestSetReport, TestSetStatus, format_duration,
+        ReportRequest, ReportResponse, TestResult, TestSetReport, TestSetStatus, TestStatus,
+        format_duration,
     },
 };
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-use super::{PlannedSet, RunPlan, RunState, client::ReplayClient};
+use super::{PlannedSet, RunPlan, RunState, client::ReplayClient, mocking::MockSession};
 use crate::{
+    agents::AgentHub,
     model::TestCase,
     orchestrator::{InstanceRequest, Orchestrator, ReplayInstance},
-    store::{ReportRow, RunKey, SharedStore, TestCaseResultRow, blocking},
+    store::{MockSet, ReportRow, RunKey, SharedStore, TestCaseResultRow, blocking},
     util::{now_unix_ms, now_unix_secs},
 };
 
@@ -82,6 +84,7 @@ pub async fn run(
     state: Arc<RunState>,
     store: SharedStore,
     orchestrator: Arc<dyn Orchestrator>,
+    hub: Arc<AgentHub>,
 ) {
     state.push(state_line(&plan, "running", json!({})));
     let started = std::time::Instant::now();
@@ -93,7 +96,7 @@ pub async fn run(
             break;
         }
         let (report, set_timing) =
-            replay_set(&plan, set, &state, &store, orchestrator.as_ref()).await;
+            replay_set(&plan, set, &state, &store, orchestrator.as_ref(), &hub).await;
         timing.add(set_timing);
         any_failed |= report.status != TestSetStatus::Passed;
         summary.push(json!({
@@ -133,6 +136,7 @@ async fn replay_set(
     state: &RunState,
     store: &SharedStore,
     orchestrator: &dyn Orchestrator,
+    hub: &Arc<AgentHub>,
 ) -> (TestSetReport, Timing) {
     let started = now_unix_secs();
     let mut timing = Timing::default();
@@ -143,25 +147,67 @@ async fn replay_set(
         label: format!("{}-{}", plan.replay_id, set.test_set),
         env_overrides: plan.env_overrides.clone(),
     };
-    match orchestrator.start_instance(&request) {
+    match orchestrator.prepare_instance(&request) {
         Err(e) => {
             report.status = TestSetStatus::AppFault;
             report.failure_reason = format!("cannot start a replay instance: {e}");
         }
         Ok(instance) => {
             let instance: Arc<dyn ReplayInstance> = Arc::from(instance);
-            match wait_ready(instance.as_ref(), plan, state).await {
+            let mock_set = MockSet {
+                namespace: plan.namespace.clone(),
+                deployment: plan.deployment.clone(),
+                test_set: set.test_set.clone(),
+            };
+            let session = MockSession::start(
+                hub.clone(),
+                store,
+                &plan.replay_id,
+                mock_set,
+                instance.as_ref(),
+            )
+            .await;
+            match session {
                 Err(reason) => {
-                    report.status = if state.cancel.is_cancelled() {
-                        TestSetStatus::UserAbort
-                    } else {
-                        TestSetStatus::AppHalted
-                    };
+                    report.status = TestSetStatus::InternalErr;
                     report.failure_reason = reason;
                 }
-                Ok(()) => {
-                    timing =
-                        replay_cases(plan, set, state, store, instance.as_ref(), &mut report).await;
+                Ok(mut mocks) => {
+                    let ready = match instance.launch() {
+                        Ok(()) => wait_ready(instance.as_ref(), plan, state).await,
+                        Err(e) => Err(format!("cannot start the app: {e}")),
+                    };
+                    match ready {
+                        Err(reason) => {
+                            report.status = if state.cancel.is_cancelled() {
+                                TestSetStatus::UserAbort
+                            } else {
+                                TestSetStatus::AppHalted
+                            };
+                            report.failure_reason = reason;
+                        }
+                        Ok(()) => {
+                            timing = replay_cases(
+                                plan,
+                                set,
+                                state,
+                                store,
+                                instance.as_ref(),
+                                &mut mocks,
+                                &mut report,
+                            )
+                            .await;
+                        }
+                    }
+                    let passed = report.tests.iter().all(|t| t.status == TestStatus::Passed)
+                        && !report.tests.is_empty()
+                        && !state.cancel.is_cancelled();
+                    let ran = report
+                        .tests
+                        .iter()
+                        .map(|t| t.test_case_id.clone())
+                        .collect();
+                    mocks.finish(store, passed, ran).await;
                 }
             }
             let stopping = instance.clone();
@@ -274,6 +320,7 @@ async fn replay_cases(
     state: &RunState,
     store: &SharedStore,
     instance: &dyn ReplayInstance,
+    mocks: &mut MockSession,
     report: &mut TestSetReport,
 ) -> Timing {
     let mut timing = Timing::default();
@@ -295,7 +342,12 @@ async fn replay_cases(
         merge(&mut noise, &case.case.noise);
         let started = now_unix_secs();
         let sending = std::time::Instant::now();
+        let begun = mocks.begin_test(&case.name).await;
         let outcome = client.send(&request, plan.api_timeout).await;
+        let unmatched = match begun {
+            Ok(()) => mocks.end_test(&case.name).await,
+            Err(e) => Err(e),
+        };
         let took = sending.elapsed();
         timing.app += took;
         let comparing = std::time::Instant::now();
@@ -324,6 +376,20 @@ async fn replay_cases(
                 HttpResponse::default(),
             ),
         };
+        let mut comparison = comparison;
+        match unmatched {
+            Ok(calls) if !calls.is_empty() => {
+                comparison.passed = false;
+                comparison.failure_info.add_unmatched_calls(calls);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                comparison.passed = false;
+                comparison
+                    .failure_info
+                    .add_unmatched_calls(vec![json!({"error": format!("mock server: {e}")})]);
+            }
+        }
         let mut result = TestResult::new(&set.test_set, &case.name);
         result.set_comparison(&comparison);
         result.started = i64::try_from(started).unwrap_or(0);

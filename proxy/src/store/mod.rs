@@ -2,6 +2,7 @@
 
 mod edit;
 mod import;
+mod mocks;
 mod reports;
 mod sqlite;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 pub use edit::{EditStore, SetKey};
 pub use import::{ImportStore, ImportedCase};
+pub use mocks::{MockSet, MockStore, NewMock, StoredMock};
 pub use reports::{ReportFilter, ReportRow, ReportStore, RunKey, TestCaseResultRow, TestRunRow};
 pub use sqlite::SqliteStore;
 
@@ -39,7 +41,7 @@ pub enum StoreError {
 }
 
 /// Everything the proxy persists. Methods are synchronous and may block on disk I/O.
-pub trait Store: ReportStore + ImportStore + EditStore + Send + Sync + 'static {
+pub trait Store: ReportStore + ImportStore + EditStore + MockStore + Send + Sync + 'static {
     /// Creates a session in status `starting` and assigns the deployment's next `test-set-N`.
     fn create_session(&self, new: &NewSession) -> Result<SessionRecord, StoreError>;
 

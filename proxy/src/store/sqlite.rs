@@ -121,6 +121,36 @@ CREATE TABLE test_case_results (
 );
 CREATE INDEX test_case_results_run ON test_case_results (namespace, deployment, test_run_id, test_set, id);
 "#,
+    r#"
+ALTER TABLE record_sessions ADD COLUMN next_mock INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE mocks (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent_id      TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    record_id     TEXT NOT NULL,
+    namespace     TEXT NOT NULL,
+    deployment    TEXT NOT NULL,
+    test_set      TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    lifetime      TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    destination   TEXT NOT NULL,
+    request       BLOB NOT NULL,
+    response      BLOB NOT NULL,
+    fields        TEXT NOT NULL,
+    summary       TEXT NOT NULL,
+    req_ts_ns     INTEGER NOT NULL,
+    resp_ts_ns    INTEGER NOT NULL,
+    test_case     TEXT,
+    noise         TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (agent_id, seq),
+    UNIQUE (namespace, deployment, test_set, name)
+);
+CREATE INDEX mocks_set ON mocks (namespace, deployment, test_set, req_ts_ns);
+CREATE INDEX mocks_record ON mocks (record_id);
+"#,
 ];
 
 const SESSION_COLUMNS: &str = "record_id, namespace, deployment, test_set, status, record_config, \

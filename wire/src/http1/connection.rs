@@ -523,7 +523,7 @@ impl Connection {
     }
 }
 
-fn into_request(message: Message) -> Request {
+pub(super) fn into_request(message: Message) -> Request {
     let Message {
         head,
         body,

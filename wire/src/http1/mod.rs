@@ -19,10 +19,12 @@ mod decode;
 mod fuzz;
 mod head;
 mod parser;
+mod requests;
 
 pub use connection::Connection;
 #[doc(hidden)]
 pub use fuzz::fuzz_connection;
+pub use requests::RequestReader;
 
 /// Bounds that keep one connection's memory use fixed whatever the peers send.
 #[derive(Debug, Clone, PartialEq, Eq)]
