@@ -248,7 +248,7 @@ impl RedisConnection {
 
     fn on_command(&mut self, args: Vec<Vec<u8>>, message: Message) {
         let name = command::name(&args);
-        let expect = self.expect(&name, &args);
+        let expect = self.replies_for(&name, &args);
         let unit = Unit {
             fields: command::fields(&args),
             summary: command::summary(&args),
@@ -273,28 +273,34 @@ impl RedisConnection {
     }
 
     /// How many replies the command gets, updating the `CLIENT REPLY` state.
-    fn expect(&mut self, name: &[u8], args: &[Vec<u8>]) -> Expect {
-        if name == b"CLIENT" && command::arg_is(args, 1, "REPLY") {
-            let (mode, replies) = if command::arg_is(args, 2, "ON") {
-                (ReplyMode::On, 1)
-            } else if command::arg_is(args, 2, "OFF") {
-                (ReplyMode::Off, 0)
-            } else if command::arg_is(args, 2, "SKIP") && self.reply_mode != ReplyMode::Off {
-                (ReplyMode::SkipNext, 0)
-            } else {
-                // A syntax error is answered, even when replies are off.
-                (self.reply_mode, 1)
-            };
-            self.reply_mode = mode;
-            return Expect::Replies(replies);
-        }
-        match self.reply_mode {
-            ReplyMode::Off => return Expect::Replies(0),
+    fn replies_for(&mut self, name: &[u8], args: &[Vec<u8>]) -> Expect {
+        let silent = match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
             ReplyMode::SkipNext => {
                 self.reply_mode = ReplyMode::On;
+                true
+            }
+        };
+        if name == b"CLIENT" && command::arg_is(args, 1, "REPLY") {
+            if command::arg_is(args, 2, "ON") {
+                // Answered even when replies were off.
+                self.reply_mode = ReplyMode::On;
+                return Expect::Replies(1);
+            }
+            if command::arg_is(args, 2, "OFF") {
+                self.reply_mode = ReplyMode::Off;
                 return Expect::Replies(0);
             }
-            ReplyMode::On => {}
+            if command::arg_is(args, 2, "SKIP") {
+                if self.reply_mode != ReplyMode::Off {
+                    self.reply_mode = ReplyMode::SkipNext;
+                }
+                return Expect::Replies(0);
+            }
+        }
+        if silent {
+            return Expect::Replies(0);
         }
         let channels = args.len() - 1;
         match command::pubsub(name) {

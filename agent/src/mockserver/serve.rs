@@ -104,25 +104,30 @@ fn miss_text(shared: &Shared) -> String {
     format!("kreplay: no recorded mock matches this request ({closest})")
 }
 
-/// The protocol's own way of saying a request failed.
-fn error_reply(protocol: Protocol, message: &str) -> Option<Vec<u8>> {
+/// The protocol's own way of saying `request` failed (`None`: close the connection instead).
+fn error_reply(protocol: Protocol, request: &Unit, message: &str) -> Option<Vec<u8>> {
     match protocol {
         Protocol::Postgres => Some(postgres::error_response("XX000", message)),
         Protocol::Redis => Some(redis::error_reply(message)),
-        Protocol::MySql => Some(mysql::err_packet(1, 1105, "HY000", message)),
-        Protocol::Http1 => {
-            let body = serde_json::json!({"error": message}).to_string();
-            Some(
-                format!(
-                    "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .into_bytes(),
-            )
-        }
+        Protocol::MySql => Some(mysql::err_packet(
+            mysql::response_sequence_id(&request.request),
+            1105,
+            "HY000",
+            message,
+        )),
+        Protocol::Http1 => Some(http_error(message)),
         // Nothing generic to say: the connection is closed instead.
         Protocol::Generic => None,
     }
+}
+
+fn http_error(message: &str) -> Vec<u8> {
+    let body = serde_json::json!({"error": message}).to_string();
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
@@ -215,9 +220,11 @@ async fn respond(
             stream.write_all(&bytes).await?;
             Ok(true)
         }
+        // A silent command gets no answer, not even an error.
+        None if protocol == Protocol::MySql && !mysql::expects_answer(&unit.fields) => Ok(true),
         None => {
             let message = miss_text(shared);
-            match error_reply(protocol, &message) {
+            match error_reply(protocol, unit, &message) {
                 Some(bytes) => {
                     stream.write_all(&bytes).await?;
                     Ok(true)
@@ -242,7 +249,7 @@ async fn serve_http(
             let summary = format!("{} {}", request.method, request.target);
             let bytes = match answer(shared, MockKind::Http, &fields, &summary) {
                 Some(bytes) => bytes,
-                None => error_reply(Protocol::Http1, &miss_text(shared)).unwrap_or_default(),
+                None => http_error(&miss_text(shared)),
             };
             stream.write_all(&bytes).await?;
         }

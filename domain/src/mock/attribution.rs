@@ -10,21 +10,17 @@
 //! 3. Otherwise the windows containing `t` (`start <= t <= end`) are the candidates:
 //!    - none (between windows, after the last one): no test;
 //!    - exactly one: that test;
-//!    - several (concurrent requests, keploy #2679):
-//!      a. *connection evidence*: the other calls on the same dependency connection made within
-//!      the candidates' combined span that fall into exactly one window; if they all belong to
-//!      one candidate, the connection was serving that test, so is this call;
-//!      b. otherwise the *innermost* window: the candidate that both starts last and ends
-//!      first (nested inside every other candidate), if exactly one candidate does;
-//!      c. otherwise no test: the call is ambiguous.
+//!    - several (concurrent requests, keploy #2679): no test. Every pick would be a guess —
+//!      a pooled connection serves one test and then another, and a window nested in another
+//!      does not own the outer test's calls — and a wrong pick fails a correct replay.
 //!
 //! A per-test mock left without a test is reported in [`Attribution::unattributed`] with the
 //! cause (and, when ambiguous, the candidate tests) so the product can say which captures it
-//! could not attribute; it is then only served in replay with strict windows off. Connection
+//! could not attribute. In replay the pool still serves it to an exact (or noise-aware)
+//! match in any test, once, so concurrent recordings replay without a guess. Connection
 //! mocks get a test by the same rule for information only: they are reused, never consumed,
 //! and never reported.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -120,22 +116,11 @@ pub fn attribute(mut mocks: Vec<Mock>, tests: &[TestWindow]) -> Attribution {
             _ => None,
         })
         .collect();
-    // Evidence per connection: (request time, the one window containing it).
-    let mut evidence: BTreeMap<&str, Vec<(u64, usize)>> = BTreeMap::new();
-    for (m, cands) in mocks.iter().zip(&candidates) {
-        if let (Some([only]), false) = (cands.as_deref(), m.connection_id.is_empty()) {
-            evidence
-                .entry(m.connection_id.as_str())
-                .or_default()
-                .push((m.req_ts_ns, *only));
-        }
-    }
-    let decisions: Vec<Decision> = mocks
+    let decisions: Vec<Decision> = candidates
         .iter()
-        .zip(&candidates)
-        .map(|(m, cands)| match cands {
+        .map(|cands| match cands {
             None => Decision::StartUp,
-            Some(cands) => decide(cands, tests, evidence.get(m.connection_id.as_str())),
+            Some(cands) => decide(cands, tests),
         })
         .collect();
 
@@ -169,45 +154,14 @@ enum Decision {
     None(UnattributedCause),
 }
 
-fn decide(cands: &[usize], tests: &[TestWindow], evidence: Option<&Vec<(u64, usize)>>) -> Decision {
+fn decide(cands: &[usize], tests: &[TestWindow]) -> Decision {
     match cands {
-        [] => return Decision::None(UnattributedCause::OutsideWindows),
-        [only] => return Decision::Test(*only),
-        _ => {}
+        [] => Decision::None(UnattributedCause::OutsideWindows),
+        [only] => Decision::Test(*only),
+        // Any pick would be a guess (a pooled connection serves one test, then another; a
+        // nested window does not own the outer test's calls): say so instead.
+        _ => Decision::None(UnattributedCause::Ambiguous {
+            candidates: cands.iter().map(|&i| tests[i].name.clone()).collect(),
+        }),
     }
-    // a. The connection's unambiguous calls within the candidates' span.
-    let span_start = cands.iter().map(|&i| tests[i].start_ns).min().unwrap_or(0);
-    let span_end = cands
-        .iter()
-        .map(|&i| tests[i].end())
-        .max()
-        .unwrap_or(u64::MAX);
-    let witnessed: BTreeSet<usize> = evidence
-        .into_iter()
-        .flatten()
-        .filter(|(t, _)| span_start <= *t && *t <= span_end)
-        .map(|(_, test)| *test)
-        .collect();
-    if let (1, Some(test)) = (witnessed.len(), witnessed.first())
-        && cands.contains(test)
-    {
-        return Decision::Test(*test);
-    }
-    // b. The innermost window, when exactly one candidate is nested inside all others.
-    let latest_start = cands.iter().map(|&i| tests[i].start_ns).max();
-    let earliest_end = cands.iter().map(|&i| tests[i].end()).min();
-    let innermost: Vec<usize> = cands
-        .iter()
-        .copied()
-        .filter(|&i| {
-            Some(tests[i].start_ns) == latest_start && Some(tests[i].end()) == earliest_end
-        })
-        .collect();
-    if let [only] = innermost.as_slice() {
-        return Decision::Test(*only);
-    }
-    // c. Ambiguous; candidates named in window order.
-    Decision::None(UnattributedCause::Ambiguous {
-        candidates: cands.iter().map(|&i| tests[i].name.clone()).collect(),
-    })
 }

@@ -3,8 +3,10 @@
 //! Matching is deterministic and never fuzzy. For each request, the first tier (in this order)
 //! holding a match answers:
 //!
-//! 1. per-test mocks of the current test, unconsumed, exact fields; then, with strict windows
-//!    off, unconsumed per-test mocks of earlier tests and unattributed ones;
+//! 1. per-test mocks of the current test, unconsumed, exact fields; then unconsumed per-test
+//!    mocks no test was attributed (concurrent recordings, keploy #2679: an exact match is
+//!    unambiguous whoever caused it); then, with strict windows off, unconsumed per-test mocks
+//!    of earlier tests;
 //! 2. connection mocks, exact;
 //! 3. session mocks, exact;
 //! 4. the same tiers again, noise-aware: fields may differ where the mock's own noise rules or
@@ -74,13 +76,15 @@ struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tier {
     CurrentTest,
+    Unattributed,
     OtherTests,
     Connection,
     Session,
 }
 
-const TIERS: [Tier; 4] = [
+const TIERS: [Tier; 5] = [
     Tier::CurrentTest,
+    Tier::Unattributed,
     Tier::OtherTests,
     Tier::Connection,
     Tier::Session,
@@ -177,12 +181,15 @@ impl MockPool {
                     && self.current.is_some()
                     && m.test_case == self.current
             }
+            Tier::Unattributed => {
+                m.lifetime == Lifetime::PerTest && !entry.consumed && m.test_case.is_none()
+            }
             Tier::OtherTests => {
                 !self.strict
                     && m.lifetime == Lifetime::PerTest
                     && !entry.consumed
                     && m.test_case != self.current
-                    && m.test_case.as_ref().is_none_or(|t| self.begun.contains(t))
+                    && m.test_case.as_ref().is_some_and(|t| self.begun.contains(t))
             }
             Tier::Connection => m.lifetime == Lifetime::Connection,
             Tier::Session => m.lifetime == Lifetime::Session,
@@ -207,7 +214,9 @@ impl MockPool {
         });
         match tier {
             // Consumed on use, so the first unconsumed is the next recorded answer.
-            Tier::CurrentTest | Tier::OtherTests => matching.next().map(|(i, _)| i),
+            Tier::CurrentTest | Tier::Unattributed | Tier::OtherTests => {
+                matching.next().map(|(i, _)| i)
+            }
             // Reused: each recorded answer once, in order, then the last one.
             Tier::Connection | Tier::Session => {
                 let mut last = None;

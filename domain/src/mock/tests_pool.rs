@@ -383,6 +383,12 @@ fn pool_begin_test_isolates_tests_under_strict_windows() {
     };
     let mut pool = MockPool::new(all());
     pool.begin_test("test-1");
+    // An unattributed mock (concurrent recording) answers an exact match in any test...
+    assert_eq!(
+        hit(&pool.match_request(MockKind::Postgres, &fields(&q2))).0,
+        "mock-3"
+    );
+    // ...once; test-2's own mock is not eligible during test-1.
     let report = miss(pool.match_request(MockKind::Postgres, &fields(&q2)));
     let closest = report.closest.expect("closest");
     assert_eq!(

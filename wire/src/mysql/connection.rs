@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::command::{self, COM_CHANGE_USER};
 use super::framer::{Framer, Packet};
-use super::handshake::{self, HandshakeResponse};
+use super::handshake;
 use super::response::{Expect, Framing, Step};
 use super::values::Statements;
 use super::{MAX_PAYLOAD, PROTOCOL, b64, caps, malformed};
@@ -255,26 +255,16 @@ impl MySqlConnection {
             None => (Vec::new(), packet.first_ts),
         };
         request.extend_from_slice(&packet.raw);
-        Ok(self.pending(request, request_ts, packet.last_ts, &response))
-    }
-
-    fn pending(
-        &self,
-        request: Vec<u8>,
-        request_ts: u64,
-        last_ts: u64,
-        response: &HandshakeResponse,
-    ) -> Pending {
-        Pending {
+        Ok(Pending {
             request,
             response: Vec::new(),
             fields: response.fields(),
             summary: response.summary(),
             lifetime: Lifetime::Session,
             request_ts,
-            response_ts: last_ts,
+            response_ts: packet.last_ts,
             expect: Expect::Auth,
-        }
+        })
     }
 
     fn command(&mut self, packet: Packet) -> Result<Pending, DependencyError> {

@@ -101,6 +101,28 @@ fn pipelined_commands_in_one_feed_are_answered_in_order() {
     assert_eq!(units[2].response_ts_ns, 2);
 }
 
+#[test]
+fn timestamps_are_those_of_the_first_and_last_byte() {
+    let client = [SET, GET, DEL].concat();
+    let split = SET.len() + 5;
+    let (units, error) = run(
+        Mode::Both,
+        &[
+            (Side::Client, &client[..split]),
+            (Side::Client, &client[split..]),
+            (Side::Server, b"+OK\r\n$2"),
+            (Side::Server, b"\r\nhi\r\n:1"),
+            (Side::Server, b"\r\n"),
+        ],
+    );
+    assert_eq!(error, None);
+    let times: Vec<_> = units
+        .iter()
+        .map(|unit| (unit.request_ts_ns, unit.response_ts_ns))
+        .collect();
+    assert_eq!(times, [(1, 3), (1, 4), (2, 5)]);
+}
+
 /// Everything the other tests use, as one conversation.
 fn conversation() -> (Vec<u8>, Vec<u8>) {
     let client = [
