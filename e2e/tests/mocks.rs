@@ -366,6 +366,85 @@ fn a_service_on_postgres_redis_and_http_replays_with_every_dependency_stopped() 
         "{miss}"
     );
     assert_eq!(tripwire.count(), 0);
+
+    // Mocks as Keploy files: mocks.yaml, mappings, the ZIP round trip.
+    let rest = &proxy.rest;
+    let set = cases[0]["test_set"].as_str().context("test_set")?;
+    let yaml = rest.get(&format!(
+        "/k8s-proxy/mocks/download?deployment=orders&test_set={set}"
+    ))?;
+    assert_eq!(yaml.status, 200, "{}", yaml.text());
+    let yaml = yaml.text();
+    for kind in [
+        "kind: PostgresV2",
+        "kind: Redis",
+        "kind: Http",
+        "version: api.keploy.io/v1beta1",
+    ] {
+        assert!(yaml.contains(kind), "{kind} in mocks.yaml");
+    }
+    let references = rest
+        .get(&format!(
+            "/k8s-proxy/mocks/reference?deployment=orders&test_set={set}"
+        ))?
+        .json()?;
+    let stored = references.as_array().map_or(0, Vec::len);
+    assert!(stored > 0);
+    let uploaded = rest.post_bytes(
+        &format!("/k8s-proxy/mocks/upload?deployment=orders&test_set={set}"),
+        yaml.as_bytes(),
+        "application/x-yaml",
+    )?;
+    assert_eq!(
+        uploaded.json()?["uploaded"],
+        stored,
+        "upload replaces with the same mocks"
+    );
+    let again = rest
+        .get(&format!(
+            "/k8s-proxy/mocks/download?deployment=orders&test_set={set}"
+        ))?
+        .text();
+    assert_eq!(again, yaml, "download -> upload -> download is stable");
+    let mappings = rest
+        .get(&format!(
+            "/k8s-proxy/mappings?deployment=orders&test_set={set}"
+        ))?
+        .json()?;
+    let mapped: usize = mappings["tests"]
+        .as_array()
+        .context("tests")?
+        .iter()
+        .map(|t| t["mock_entries"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(
+        mapped > 0,
+        "per-test mocks are mapped to their tests: {mappings}"
+    );
+    let zip = rest.get("/test/download?deployment=orders")?;
+    assert_eq!(zip.status, 200);
+    let imported = rest.post_bytes(
+        "/k8s-proxy/testcases/bulk?deployment=orders-copy",
+        &zip.body,
+        "application/zip",
+    )?;
+    assert_eq!(
+        imported.json()?["imported"][0]["mocks"],
+        stored,
+        "{}",
+        imported.text()
+    );
+    let copy = rest.get("/test/download?deployment=orders-copy")?;
+    assert!(
+        copy.body == zip.body,
+        "export -> import -> export with mocks changed the ZIP"
+    );
+    let bad = rest.post_bytes(
+        &format!("/k8s-proxy/mocks/upload?deployment=orders&test_set={set}"),
+        b"kind: [",
+        "application/x-yaml",
+    )?;
+    assert_eq!(bad.status, 400, "{}", bad.text());
     Ok(())
 }
 

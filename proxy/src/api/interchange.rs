@@ -12,16 +12,18 @@ use axum::{
 };
 use kreplay_domain::{
     http::{HttpRequest, HttpResponse},
-    keploy::{self, ExportedFile, Mappings, TestCaseDoc, TestSetFiles},
+    keploy::{self, ExportedFile, TestCaseDoc, TestSetFiles},
+    mock::{apply_mappings, from_mock_doc, mappings_of, to_mock_doc},
     report::{self, TestSetReport},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, error::QueryParams};
+use super::{ApiError, AppState, error::QueryParams, mocks::set_mocks};
 use crate::{
+    mocks::from_domain,
     model::{HeaderPair, NewTestCase, StoredRequest, StoredResponse, TestCaseFilter},
-    store::{ImportedCase, ReportFilter, ReportRow, RunKey, blocking},
+    store::{ImportedCase, MockSet, ReportFilter, ReportRow, RunKey, blocking},
     util::{now_unix_ms, random_hex},
 };
 
@@ -139,14 +141,18 @@ pub async fn export_sets(
                 curl: None,
             })
             .collect();
-        let mappings = Mappings {
-            test_set_id: test_set.clone(),
-            tests: tests.iter().map(|t| (t.name.clone(), Vec::new())).collect(),
+        let set = MockSet {
+            namespace: namespace.to_owned(),
+            deployment: deployment.to_owned(),
+            test_set: test_set.clone(),
         };
+        let mocks = set_mocks(ctx, &set).await?;
+        let names: Vec<String> = tests.iter().map(|t| t.name.clone()).collect();
+        let mappings = mappings_of(&test_set, &names, &mocks);
         sets.push(TestSetFiles {
             name: test_set,
             tests,
-            mocks: Vec::new(),
+            mocks: mocks.iter().map(to_mock_doc).collect(),
             mappings: Some(mappings),
             reports,
         });
@@ -316,10 +322,33 @@ async fn import_set(
         record_id.clone(),
         set.name.clone(),
     );
+    let mut mocks = set
+        .mocks
+        .iter()
+        .map(from_mock_doc)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(format!("mocks of {}: {e}", set.name)))?;
+    if let Some(mappings) = &set.mappings {
+        let dangling = apply_mappings(&mut mocks, mappings);
+        if !dangling.is_empty() {
+            tracing::warn!(test_set = %set.name, ?dangling, "mappings name mocks the upload lacks");
+        }
+    }
     let test_set = blocking(&ctx.store, move |s| {
         s.import_test_set(&ns, &dep, &id, &wanted, &cases, now)
     })
     .await?;
+    let mock_count = mocks.len();
+    if !mocks.is_empty() {
+        let stored: Vec<_> = mocks.iter().map(from_domain).collect();
+        let key = MockSet {
+            namespace: namespace.to_owned(),
+            deployment: deployment.to_owned(),
+            test_set: test_set.clone(),
+        };
+        let owner = record_id.clone();
+        blocking(&ctx.store, move |s| s.replace_mocks(&key, &owner, &stored)).await?;
+    }
     let mut reports = 0;
     for (test_run_id, yaml) in &set.reports {
         let parsed = report::report_from_yaml(yaml).map_err(|e| {
@@ -339,7 +368,9 @@ async fn import_set(
         blocking(&ctx.store, move |s| s.upsert_report(&row)).await?;
         reports += 1;
     }
-    Ok(json!({"test_set": test_set, "from": set.name, "test_cases": count, "reports": reports}))
+    Ok(
+        json!({"test_set": test_set, "from": set.name, "test_cases": count, "mocks": mock_count, "reports": reports}),
+    )
 }
 
 fn pairs(headers: &[kreplay_domain::http::Header]) -> Vec<HeaderPair> {

@@ -4,6 +4,7 @@
 pub mod error;
 mod interchange;
 mod misc;
+mod mocks;
 mod record;
 mod replay;
 mod reports;
@@ -136,6 +137,18 @@ pub fn router(ctx: AppState) -> Router {
         .route("/test/status", get(replay::status))
         .route("/test/active", get(replay::active))
         .route("/test/download", get(interchange::download))
+        .route("/k8s-proxy/mocks/download", get(mocks::download))
+        .route("/k8s-proxy/mocks/upload", post(mocks::upload))
+        .route(
+            "/k8s-proxy/mocks/reference",
+            get(mocks::references)
+                .post(mocks::add_references)
+                .delete(mocks::delete_references),
+        )
+        .route(
+            "/k8s-proxy/mappings",
+            get(mocks::mappings).post(mocks::set_mappings),
+        )
         .route(
             "/k8s-proxy/testcases/bulk",
             post(interchange::import).put(testcase_edit::update_bulk),

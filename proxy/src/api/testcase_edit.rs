@@ -170,7 +170,7 @@ fn set_key(
 }
 
 /// The owning recording of a set that may be edited: it exists and is not recording.
-async fn editable_owner(ctx: &AppState, set: &SetKey) -> Result<String, ApiError> {
+pub(super) async fn editable_owner(ctx: &AppState, set: &SetKey) -> Result<String, ApiError> {
     let key = set.clone();
     match blocking(&ctx.store, move |s| s.set_owner(&key)).await? {
         None => Err(ApiError::not_found(format!(

@@ -39,13 +39,8 @@ pub struct NewMock {
     pub mock: StoredMock,
 }
 
-/// Where a test set's mocks live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MockSet {
-    pub namespace: String,
-    pub deployment: String,
-    pub test_set: String,
-}
+/// Where a test set's mocks live: the set itself.
+pub type MockSet = super::edit::SetKey;
 
 pub trait MockStore {
     /// Stores mocks (idempotent per agent and seq) under their session's test set, naming them
