@@ -228,35 +228,23 @@ pub fn httpbin(dir: &Path, name: &str) -> anyhow::Result<Deployment> {
 /// The replay fixture (`e2e/fixtures/inventory.py`, Python standard library only): JSON answers
 /// that environment variables change, for replays with `envOverrides`.
 pub fn inventory(dir: &Path, name: &str) -> anyhow::Result<Deployment> {
+    python_fixture(dir, "inventory.py", name, Vec::new(), false)
+}
+
+/// A fixture of `e2e/fixtures/` run by Debian's python3 as a local deployment.
+pub fn python_fixture(
+    dir: &Path,
+    script: &str,
+    name: &str,
+    env: Vec<(String, String)>,
+    restart_on_record: bool,
+) -> anyhow::Result<Deployment> {
     check_binary("/usr/bin/python3", "python3")?;
-    let script = crate::workspace_root().join("e2e/fixtures/inventory.py");
+    let script = crate::workspace_root().join("e2e/fixtures").join(script);
     if !script.exists() {
         bail!("{} is missing", script.display());
     }
-    let dir = dir.join(format!("inventory-{name}"));
-    mkdir(&dir, 0o755)?;
-    Ok(Deployment {
-        name: name.to_string(),
-        namespace: "default".into(),
-        command: vec![
-            "/usr/bin/python3".into(),
-            "-u".into(),
-            script.to_string_lossy().into_owned(),
-        ],
-        port: free_port()?,
-        working_dir: Some(dir),
-        health_path: Some("/health".into()),
-        env: vec![("PYTHONDONTWRITEBYTECODE".into(), "1".into())],
-        restart_on_record: false,
-    })
-}
-
-/// The mock tests' fixture (`e2e/fixtures/orders.py`): a REST service on PostgreSQL and Redis that
-/// calls an outbound HTTP API. `env` carries PG_DSN, REDIS_PORT and RATE_URL.
-pub fn orders(dir: &Path, name: &str, env: Vec<(String, String)>) -> anyhow::Result<Deployment> {
-    check_binary("/usr/bin/python3", "python3")?;
-    let script = crate::workspace_root().join("e2e/fixtures/orders.py");
-    let dir = dir.join(format!("orders-{name}"));
+    let dir = dir.join(format!("{name}-app"));
     mkdir(&dir, 0o755)?;
     let mut env = env;
     env.push(("PYTHONDONTWRITEBYTECODE".into(), "1".into()));
@@ -272,6 +260,12 @@ pub fn orders(dir: &Path, name: &str, env: Vec<(String, String)>) -> anyhow::Res
         working_dir: Some(dir),
         health_path: Some("/health".into()),
         env,
-        restart_on_record: true,
+        restart_on_record,
     })
+}
+
+/// The mock tests' fixture (`e2e/fixtures/orders.py`): a REST service on PostgreSQL and Redis that
+/// calls an outbound HTTP API. `env` carries PG_DSN, REDIS_PORT and RATE_URL.
+pub fn orders(dir: &Path, name: &str, env: Vec<(String, String)>) -> anyhow::Result<Deployment> {
+    python_fixture(dir, "orders.py", name, env, true)
 }

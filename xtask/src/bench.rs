@@ -34,6 +34,12 @@ pub enum Bench {
         #[arg(long, default_value_t = 2000)]
         rate: u32,
     },
+    /// Mock server latency per PostgreSQL query and Redis command, against the real servers.
+    Mocks {
+        /// Queries and commands per run (each).
+        #[arg(long, default_value_t = 1000)]
+        calls: u32,
+    },
     /// Replay speed: a recorded set of test cases replayed against local nginx.
     Replay {
         /// Test cases to record and replay.
@@ -50,6 +56,7 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
             rate,
         } => capture(seconds, connections, rate),
         Bench::Replay { cases } => replay(cases),
+        Bench::Mocks { calls } => mocks(calls),
     }
 }
 
@@ -390,6 +397,114 @@ fn replay(cases: u32) -> anyhow::Result<()> {
         100.0 * ms("storage_ms") / ms("total_ms"),
         ms("total_ms") - ms("app_ms") - ms("compare_ms") - ms("storage_ms"),
     );
+    Ok(())
+}
+
+/// Records a client doing `calls` PostgreSQL queries and Redis GETs against the real servers
+/// (timing them itself), stops the servers, replays it against mocks and compares.
+fn mocks(calls: u32) -> anyhow::Result<()> {
+    let scratch = ScratchDir::new("bench-mocks")?;
+    let dir = scratch.path();
+    let mut pg = kreplay_e2e::deps::Postgres::start(dir)?;
+    let mut redis = kreplay_e2e::deps::redis(dir)?;
+    let app = servers::python_fixture(
+        dir,
+        "latency.py",
+        "latency",
+        vec![
+            ("PG_DSN".into(), pg.dsn()),
+            ("REDIS_PORT".into(), redis.port.to_string()),
+        ],
+        true,
+    )?;
+    let port = app.port;
+    let mut config = ProxyConfig::new(dir, vec![app])?;
+    config.bin_dir = root().join("target/release");
+    let proxy = Proxy::start(dir, &config)?;
+    let _agent = Agent::start(dir, &proxy, &[])?;
+    let ready = || -> anyhow::Result<Option<()>> {
+        let list = proxy.rest.get("/deployments")?.json()?;
+        Ok((list[0]["readyReplicas"] == 1).then_some(()))
+    };
+    kreplay_e2e::wait_for("the latency fixture", Duration::from_secs(30), ready)?;
+    let response = proxy
+        .rest
+        .post_json("/record/start", &json!({"deployment": "latency"}))?;
+    let record_id = response.json()?["id"]
+        .as_str()
+        .context("record id")?
+        .to_string();
+    proxy
+        .rest
+        .status_stream(&record_id)?
+        .wait_for_status("running", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_millis(300));
+    kreplay_e2e::wait_for("the restarted fixture", Duration::from_secs(30), ready)?;
+    let mut client = KeepAliveClient::connect(port)?;
+    let real = client.exchange("bench", &Request::new("GET", &format!("/run?n={calls}")))?;
+    let real: Value = serde_json::from_slice(&real.received.decoded_body)?;
+    proxy
+        .rest
+        .post_json("/record/stop", &json!({"record_id": record_id}))?;
+    let stopped = proxy
+        .rest
+        .status_stream(&record_id)?
+        .wait_for_status("stopped", Duration::from_secs(120))?;
+    pg.stop()?;
+    redis.stop();
+
+    let response = proxy.rest.post_json(
+        "/test/start",
+        &json!({"deployment": "latency", "test_config": {"apiTimeout": 120}}),
+    )?;
+    let body = response.json()?;
+    let replay_id = body["replay_id"].as_str().context("replay_id")?.to_string();
+    let test_run_id = body["test_run_id"]
+        .as_str()
+        .context("test_run_id")?
+        .to_string();
+    proxy
+        .rest
+        .replay_stream(&replay_id)?
+        .wait_for(Duration::from_secs(600), |l| {
+            l["type"] == "status" && l["status"] == "completed"
+        })?;
+    let reports = proxy
+        .rest
+        .get(&format!(
+            "/k8s-proxy/get/testRunReports?deployment=latency&test_run_id={test_run_id}"
+        ))?
+        .json()?;
+    let result = &reports[0]["report"]["tests"][0];
+    let mocked: Value = serde_json::from_str(result["resp"]["body"].as_str().unwrap_or(""))
+        .with_context(|| format!("the replayed run answered no timings: {result}"))?;
+    let unmatched = result["failure_info"]["unmatched_calls"]
+        .as_array()
+        .map_or(0, Vec::len);
+
+    println!("\n== cargo xtask bench mocks --calls {calls}");
+    println!(
+        "{} mocks recorded ({}); one client (psycopg2, redis-py), one connection per server, sequential calls",
+        stopped["mock_count"], stopped["mock_types"]
+    );
+    println!(
+        "{:<26} {:>12} {:>12} {:>10}",
+        "", "real server", "mock server", "mock/real"
+    );
+    for (label, key) in [("PostgreSQL query", "postgres"), ("Redis GET", "redis")] {
+        for q in ["p50_us", "p99_us"] {
+            let r = real[key][q].as_f64().unwrap_or(0.0);
+            let m = mocked[key][q].as_f64().unwrap_or(0.0);
+            println!(
+                "{:<26} {:>10.1}us {:>10.1}us {:>10.2}",
+                format!("{label} {}", &q[..3]),
+                r,
+                m,
+                m / r.max(f64::MIN_POSITIVE)
+            );
+        }
+    }
+    println!("calls the mocks could not answer: {unmatched}");
     Ok(())
 }
 

@@ -20,7 +20,7 @@
 //!
 //! "Recorded order" is request time, ties in the order given.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +101,9 @@ pub struct MockPool {
     consumed: Vec<String>,
     used: BTreeSet<String>,
     noise_errors: Vec<String>,
+    /// Entries by exact request (kind and fields), in recorded order: the exact pass looks only
+    /// at these instead of comparing every mock's fields on every request.
+    exact: HashMap<(MockKind, Vec<(String, String)>), Vec<usize>>,
 }
 
 impl MockPool {
@@ -109,7 +112,7 @@ impl MockPool {
     pub fn new(mut mocks: Vec<Mock>) -> Self {
         mocks.sort_by_key(|m| m.req_ts_ns);
         let mut noise_errors = Vec::new();
-        let entries = mocks
+        let entries: Vec<Entry> = mocks
             .into_iter()
             .map(|mock| Entry {
                 rules: FieldRules::compile(&mock.noise, &mut noise_errors),
@@ -118,7 +121,15 @@ impl MockPool {
                 hits: 0,
             })
             .collect();
+        let mut exact: HashMap<(MockKind, Vec<(String, String)>), Vec<usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            exact
+                .entry((e.mock.kind, e.mock.fields.clone()))
+                .or_default()
+                .push(i);
+        }
         MockPool {
+            exact,
             entries,
             global: FieldRules::default(),
             strict: true,
@@ -203,15 +214,22 @@ impl MockPool {
         kind: MockKind,
         fields: &[(String, String)],
     ) -> Option<usize> {
-        let mut matching = self.entries.iter().enumerate().filter(|(_, e)| {
-            e.mock.kind == kind
-                && self.eligible(e, tier)
-                && if noise_aware {
-                    noise_equal(&e.mock.fields, fields, &[&e.rules, &self.global])
-                } else {
-                    e.mock.fields == fields
-                }
-        });
+        let exact: &[usize] = if noise_aware {
+            &[]
+        } else {
+            self.exact
+                .get(&(kind, fields.to_vec()))
+                .map_or(&[], Vec::as_slice)
+        };
+        let candidates: Box<dyn Iterator<Item = (usize, &Entry)>> = if noise_aware {
+            Box::new(self.entries.iter().enumerate().filter(|(_, e)| {
+                e.mock.kind == kind
+                    && noise_equal(&e.mock.fields, fields, &[&e.rules, &self.global])
+            }))
+        } else {
+            Box::new(exact.iter().map(|&i| (i, &self.entries[i])))
+        };
+        let mut matching = candidates.filter(|(_, e)| self.eligible(e, tier));
         match tier {
             // Consumed on use, so the first unconsumed is the next recorded answer.
             Tier::CurrentTest | Tier::Unattributed | Tier::OtherTests => {
