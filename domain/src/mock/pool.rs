@@ -103,8 +103,11 @@ pub struct MockPool {
     noise_errors: Vec<String>,
     /// Entries by exact request (kind and fields), in recorded order: the exact pass looks only
     /// at these instead of comparing every mock's fields on every request.
-    exact: HashMap<(MockKind, Vec<(String, String)>), Vec<usize>>,
+    exact: HashMap<ExactKey, Vec<usize>>,
 }
+
+/// A request as the exact pass compares it: kind and fields.
+type ExactKey = (MockKind, Vec<(String, String)>);
 
 impl MockPool {
     /// A pool in recorded order (request time, ties as given), strict windows on, no test
@@ -121,7 +124,7 @@ impl MockPool {
                 hits: 0,
             })
             .collect();
-        let mut exact: HashMap<(MockKind, Vec<(String, String)>), Vec<usize>> = HashMap::new();
+        let mut exact: HashMap<ExactKey, Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             exact
                 .entry((e.mock.kind, e.mock.fields.clone()))
