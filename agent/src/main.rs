@@ -168,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
         node_name,
     };
     tracing::info!(agent_id = %config.agent_id, "agent starting");
-    let mock_servers = Arc::new(MockServers::new(commands.clone()));
+    let mock_servers =
+        Arc::new(MockServers::new(commands.clone()).context("starting the mock server runtime")?);
     let uplink = tokio::spawn(uplink::run(
         config,
         outbox.clone(),

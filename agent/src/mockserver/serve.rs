@@ -179,12 +179,8 @@ async fn serve_units(
     mut buf: Vec<u8>,
 ) -> std::io::Result<()> {
     let kind = kind_of(protocol);
-    let mut pending = first;
+    parser.feed(Side::Client, &first, 0);
     loop {
-        if !pending.is_empty() {
-            parser.feed(Side::Client, &pending, 0);
-            pending.clear();
-        }
         while let Some(unit) = parser.next_unit() {
             if !respond(&mut stream, shared, protocol, kind, &unit).await? {
                 return Ok(());
@@ -202,7 +198,7 @@ async fn serve_units(
         if n == 0 {
             return Ok(());
         }
-        pending.extend_from_slice(&buf[..n]);
+        parser.feed(Side::Client, &buf[..n], 0);
     }
 }
 

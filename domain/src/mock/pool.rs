@@ -103,11 +103,17 @@ pub struct MockPool {
     noise_errors: Vec<String>,
     /// Entries by exact request (kind and fields), in recorded order: the exact pass looks only
     /// at these instead of comparing every mock's fields on every request.
-    exact: HashMap<ExactKey, Vec<usize>>,
+    exact: HashMap<u64, Vec<usize>>,
 }
 
-/// A request as the exact pass compares it: kind and fields.
-type ExactKey = (MockKind, Vec<(String, String)>);
+/// The exact pass's key: a hash of kind and fields (candidates are still compared in full).
+fn exact_key(kind: MockKind, fields: &[(String, String)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    kind.hash(&mut hasher);
+    fields.hash(&mut hasher);
+    hasher.finish()
+}
 
 impl MockPool {
     /// A pool in recorded order (request time, ties as given), strict windows on, no test
@@ -124,10 +130,10 @@ impl MockPool {
                 hits: 0,
             })
             .collect();
-        let mut exact: HashMap<ExactKey, Vec<usize>> = HashMap::new();
+        let mut exact: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             exact
-                .entry((e.mock.kind, e.mock.fields.clone()))
+                .entry(exact_key(e.mock.kind, &e.mock.fields))
                 .or_default()
                 .push(i);
         }
@@ -221,7 +227,7 @@ impl MockPool {
             &[]
         } else {
             self.exact
-                .get(&(kind, fields.to_vec()))
+                .get(&exact_key(kind, fields))
                 .map_or(&[], Vec::as_slice)
         };
         let candidates: Box<dyn Iterator<Item = (usize, &Entry)>> = if noise_aware {
@@ -230,7 +236,12 @@ impl MockPool {
                     && noise_equal(&e.mock.fields, fields, &[&e.rules, &self.global])
             }))
         } else {
-            Box::new(exact.iter().map(|&i| (i, &self.entries[i])))
+            Box::new(
+                exact
+                    .iter()
+                    .map(|&i| (i, &self.entries[i]))
+                    .filter(move |(_, e)| e.mock.kind == kind && e.mock.fields == fields),
+            )
         };
         let mut matching = candidates.filter(|(_, e)| self.eligible(e, tier));
         match tier {
