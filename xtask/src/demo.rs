@@ -138,6 +138,36 @@ pub fn run() -> anyhow::Result<()> {
     }
     let sets: Value = rest.get("/k8s-proxy/testcases/testsets")?.json()?;
     println!("==> test sets\n{}", serde_json::to_string_pretty(&sets)?);
+
+    println!("==> POST /test/start: replaying test-set-0 against a fresh nginx instance");
+    let started = rest.post_json("/test/start", &json!({"deployment": "web"}))?;
+    if started.status != 200 {
+        bail!(
+            "POST /test/start answered {}: {}",
+            started.status,
+            started.text()
+        );
+    }
+    let replay_id = started.json()?["replay_id"]
+        .as_str()
+        .context("replay_id")?
+        .to_string();
+    let mut replay = rest.replay_stream(&replay_id)?;
+    let last = replay.wait_for(Duration::from_secs(120), |l| {
+        l["type"] == "status" && matches!(l["status"].as_str(), Some("completed" | "stopped"))
+    })?;
+    for line in replay.seen.iter().filter(|l| l["type"] == "test_case") {
+        println!(
+            "    {:<8} {:<7} risk {}",
+            line["test_case_id"].as_str().unwrap_or(""),
+            line["status"].as_str().unwrap_or(""),
+            line["risk"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "==> replay result: {} ({})",
+        last["result"], last["test_run_id"]
+    );
     println!(
         "==> done; the SQLite store stays in {}",
         config.data_dir.display()
