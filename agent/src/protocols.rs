@@ -158,6 +158,10 @@ impl Parsing {
             // Test cases: HTTP/1 requests only, decided by the peer's first bytes.
             Role::Server => {
                 if client_bytes.is_empty() {
+                    // A server speaking first is no HTTP/1 exchange; hold only so much.
+                    if server_bytes.len() >= MAX_UNDECIDED {
+                        self.state = State::Ignored;
+                    }
                     return;
                 }
                 if http1::looks_like_request(&client_bytes) {

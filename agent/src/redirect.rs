@@ -90,12 +90,13 @@ impl Redirector {
             port_be: mock_server.port().to_be(),
             _pad: 0,
         };
-        // The map entry first: a connect between attach and insert would otherwise go out.
-        self.targets.insert(cgroup_id, target, 0)?;
         let file = std::fs::File::open(cgroup).map_err(|source| RedirectError::Cgroup {
             path: cgroup.display().to_string(),
             source,
         })?;
+        // The map entry before the programs: a connect between attach and insert would
+        // otherwise go out.
+        self.targets.insert(cgroup_id, target, 0)?;
         let mut links = Vec::new();
         for name in PROGRAMS {
             let result = program(ebpf, name).and_then(|p| {

@@ -46,6 +46,10 @@ pub struct UplinkConfig {
     pub node_name: String,
 }
 
+/// Largest gRPC message either way (the proxy allows the same); `pipeline` keeps every capture
+/// well below it.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
 /// Runs until cancelled, reconnecting with exponential backoff (100 ms .. 5 s).
 pub async fn run(
     config: UplinkConfig,
@@ -108,8 +112,8 @@ async fn stream_once(
             req.metadata_mut().insert("authorization", bearer.clone());
             Ok(req)
         })
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(16 << 20);
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
 
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     let hello = Hello {

@@ -246,7 +246,7 @@ fn headers(list: Vec<kreplay_proto::v1::Header>) -> Vec<HeaderPair> {
         .collect()
 }
 
-/// An ingress exchange becomes a test case; egress exchanges (mocks) are not stored yet.
+/// An ingress exchange becomes a test case (egress exchanges become mocks, see `crate::mocks`).
 fn to_test_case(agent_id: &str, seq: u64, exchange: HttpExchange) -> Option<NewTestCase> {
     if exchange.role != Role::Server as i32 {
         return None;

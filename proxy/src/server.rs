@@ -25,7 +25,9 @@ use crate::{
 
 /// Longest a graceful shutdown may take before connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-const MAX_GRPC_MESSAGE: usize = 16 << 20;
+/// One capture or replay command; mock sets of large responses need room (the agent drops and
+/// counts a capture larger than its own limit before sending it).
+const MAX_GRPC_MESSAGE: usize = 256 << 20;
 
 pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -126,10 +128,11 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
-    hub.disconnect_all();
-    // Replays stop their instances and store what they have before the process goes.
+    // Replays stop their instances and their mock servers (which needs the agents) and store
+    // what they have before the agent streams end.
     replay.stop_all();
     replay.wait_idle(SHUTDOWN_GRACE).await;
+    hub.disconnect_all();
     let all = async {
         for task in rest {
             if let Ok(Err(e)) = task.await {

@@ -234,7 +234,10 @@ impl MockServers {
         Ok(outcome)
     }
 
-    /// Detaches the redirect, closes the server; returns what it saw since the last report.
+    /// Closes the server (its connections end; new connects of the instance are refused while
+    /// the redirect still points here), then detaches the redirect; returns what it saw since
+    /// the last report. The proxy kills the instance before this, so nothing reaches a real
+    /// dependency in between.
     async fn stop(&self, replay_id: &str) -> Result<Outcome, MockServerError> {
         let Some(server) = self.lock().remove(replay_id) else {
             return Err(MockServerError::Unknown(replay_id.to_owned()));

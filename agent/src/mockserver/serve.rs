@@ -57,6 +57,10 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Can
     }
 }
 
+fn has_greeting(shared: &Shared) -> bool {
+    shared.pool().mocks().any(|m| m.kind == MockKind::MySql)
+}
+
 fn kind_of(protocol: Protocol) -> MockKind {
     match protocol {
         Protocol::Http1 => MockKind::Http,
@@ -140,8 +144,10 @@ async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => first.extend_from_slice(&buf[..n]),
             Ok(Err(e)) => return Err(e),
-            // A silent client waits for the server: MySQL's greeting.
-            Err(_) if first.is_empty() => break Protocol::MySql,
+            // A silent client waiting for the server: MySQL's greeting, when one was recorded;
+            // otherwise (an idle pooled connection) keep waiting for its first bytes.
+            Err(_) if first.is_empty() && has_greeting(shared) => break Protocol::MySql,
+            Err(_) if first.is_empty() => continue,
             Err(_) => break detect::decide_on_close(&first, &[]),
         }
         match detect::detect(&first, &[]) {

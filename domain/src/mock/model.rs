@@ -126,7 +126,10 @@ pub struct Mock {
     pub connection_id: String,
     /// `host:port` the service connected to.
     pub destination: String,
+    /// Base64 in JSON (a number array would be four times the size on the wire).
+    #[serde(with = "base64_bytes")]
     pub request: Vec<u8>,
+    #[serde(with = "base64_bytes")]
     pub response: Vec<u8>,
     /// The request normalised for matching, ordered `(name, value)` pairs.
     pub fields: Vec<(String, String)>,
@@ -139,6 +142,23 @@ pub struct Mock {
     pub test_case: Option<String>,
     /// Noise on request fields: `field.<name>` -> regexes (empty: any value).
     pub noise: NoiseMap,
+}
+
+/// Serde for raw bytes as one base64 string.
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// One field that differs between a recorded request and a received one.

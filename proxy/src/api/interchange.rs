@@ -23,7 +23,7 @@ use super::{ApiError, AppState, error::QueryParams, mocks::set_mocks};
 use crate::{
     mocks::from_domain,
     model::{HeaderPair, NewTestCase, StoredRequest, StoredResponse, TestCaseFilter},
-    store::{ImportedCase, MockSet, ReportFilter, ReportRow, RunKey, blocking},
+    store::{ImportedCase, MockSet, ReportFilter, ReportRow, RunKey, blocking, is_safe_name},
     util::{now_unix_ms, random_hex},
 };
 
@@ -291,6 +291,21 @@ async fn import_set(
     deployment: &str,
     set: TestSetFiles,
 ) -> Result<Value, ApiError> {
+    if !set.name.is_empty() && !is_safe_name(&set.name) {
+        return Err(ApiError::bad_request(format!(
+            "test set name {:?}: use letters, digits, '.', '_' and '-'",
+            set.name
+        )));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for doc in &set.tests {
+        if !is_safe_name(&doc.name) || !names.insert(doc.name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "test case name {:?} in {} is invalid or repeated",
+                doc.name, set.name
+            )));
+        }
+    }
     let record_id = format!(
         "import-{}",
         random_hex(8).map_err(|e| ApiError::internal(e.to_string()))?

@@ -69,11 +69,8 @@ impl LocalInstance {
 }
 
 impl ReplayInstance for LocalInstance {
-    fn cgroup(&self) -> (PathBuf, u64) {
-        (
-            self.cgroup.path().to_path_buf(),
-            self.cgroup.id().unwrap_or_default(),
-        )
+    fn cgroup(&self) -> Result<(PathBuf, u64), OrchestratorError> {
+        Ok((self.cgroup.path().to_path_buf(), self.cgroup.id()?))
     }
 
     fn launch(&self) -> Result<(), OrchestratorError> {

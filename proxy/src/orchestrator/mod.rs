@@ -60,11 +60,10 @@ pub struct InstanceRequest {
 }
 
 /// A replay instance: prepared (its cgroup exists, so the agent can redirect it before the app's
-/// first connection), then launched. Every process it started is killed by `stop` (and by drop),
-/// so no replay, failed or cancelled, leaves anything behind.
+/// first connection), then launched. Every process it started is killed by `stop` (and by drop).
 pub trait ReplayInstance: Send + Sync {
     /// The cgroup the instance's processes run in (path, id).
-    fn cgroup(&self) -> (PathBuf, u64);
+    fn cgroup(&self) -> Result<(PathBuf, u64), OrchestratorError>;
     /// Starts the app.
     fn launch(&self) -> Result<(), OrchestratorError>;
     /// Where the instance listens.

@@ -93,7 +93,8 @@ impl ReplayClient {
         timeout: Duration,
     ) -> Result<HttpResponse, ClientError> {
         let bytes = self.encode(request);
-        match tokio::time::timeout(timeout, self.exchange(&bytes)).await {
+        let idempotent = matches!(request.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        match tokio::time::timeout(timeout, self.exchange(&bytes, idempotent)).await {
             Ok(result) => {
                 if result.is_err() {
                     self.stream = None;
@@ -107,12 +108,16 @@ impl ReplayClient {
         }
     }
 
-    async fn exchange(&mut self, bytes: &[u8]) -> Result<HttpResponse, ClientError> {
+    async fn exchange(
+        &mut self,
+        bytes: &[u8],
+        idempotent: bool,
+    ) -> Result<HttpResponse, ClientError> {
         // A kept-alive connection the app closed meanwhile fails on first use: retry once on
-        // a fresh one (the request never reached the app).
+        // a fresh one. Only idempotent requests: the app may have processed the first one.
         let reused = self.stream.is_some();
         match self.exchange_once(bytes).await {
-            Err(ClientError::Closed | ClientError::Io(_)) if reused => {
+            Err(ClientError::Closed | ClientError::Io(_)) if reused && idempotent => {
                 self.stream = None;
                 self.exchange_once(bytes).await
             }

@@ -39,9 +39,11 @@ pub struct MockSession {
     replay_id: String,
     set: MockSet,
     mocks: Vec<Mock>,
-    /// Mock server running (false: no mocks and no agent, the app talks to whatever it finds).
+    /// Mock server running.
     active: bool,
     used: BTreeSet<String>,
+    /// A command failed: what the server served is no longer known, so nothing is pruned.
+    failed: bool,
 }
 
 impl MockSession {
@@ -66,8 +68,11 @@ impl MockSession {
             mocks,
             active: false,
             used: BTreeSet::new(),
+            failed: false,
         };
-        let (cgroup_path, cgroup_id) = instance.cgroup();
+        let (cgroup_path, cgroup_id) = instance
+            .cgroup()
+            .map_err(|e| format!("the replay instance's cgroup: {e}"))?;
         let start = ReplayStart {
             cgroup_path: cgroup_path.display().to_string(),
             cgroup_id,
@@ -76,9 +81,19 @@ impl MockSession {
         };
         match session.command(Action::Start(start)).await {
             Ok(_) => session.active = true,
-            // Without mocks the replay can run unredirected (nothing recorded to answer from).
-            Err(ReplayCommandError::NoAgent) if session.mocks.is_empty() => {}
-            Err(e) => return Err(format!("starting the mock server: {e}")),
+            // Without the redirect the app would talk to its real dependencies.
+            Err(ReplayCommandError::NoAgent) => {
+                return Err(
+                    "no agent is connected: the replay instance cannot be isolated from its \
+                     dependencies (start kreplay-agent, or set local_agent in the config)"
+                        .to_owned(),
+                );
+            }
+            Err(e) => {
+                // A start that timed out may still complete on the agent: take it down.
+                let _ = session.command(Action::Stop(true)).await;
+                return Err(format!("starting the mock server: {e}"));
+            }
         }
         Ok(session)
     }
@@ -88,17 +103,25 @@ impl MockSession {
             .hub
             .replay_command(&self.replay_id, action, COMMAND_TIMEOUT)
             .await?;
-        Ok(serde_json::from_str(&report.outcome_json).unwrap_or_default())
+        if report.outcome_json.is_empty() {
+            return Ok(Outcome::default());
+        }
+        serde_json::from_str(&report.outcome_json)
+            .map_err(|e| ReplayCommandError::Agent(format!("unreadable mock server report: {e}")))
     }
 
-    pub async fn begin_test(&self, test_case: &str) -> Result<(), String> {
+    pub async fn begin_test(&mut self, test_case: &str) -> Result<(), String> {
         if !self.active {
             return Ok(());
         }
-        self.command(Action::BeginTest(test_case.to_owned()))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let result = self.command(Action::BeginTest(test_case.to_owned())).await;
+        self.failed |= result.is_err();
+        result.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// A command failed: the set should stop (calls may have gone unanswered or unrecorded).
+    pub fn broken(&self) -> bool {
+        self.failed
     }
 
     /// The calls of `test_case` no mock answered (each a miss report with the closest mock).
@@ -106,11 +129,9 @@ impl MockSession {
         if !self.active {
             return Ok(Vec::new());
         }
-        let outcome = self
-            .command(Action::EndTest(test_case.to_owned()))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(self.absorb(outcome))
+        let result = self.command(Action::EndTest(test_case.to_owned())).await;
+        self.failed |= result.is_err();
+        Ok(self.absorb(result.map_err(|e| e.to_string())?))
     }
 
     fn absorb(&mut self, outcome: Outcome) -> Vec<Value> {
@@ -139,11 +160,12 @@ impl MockSession {
                     self.absorb(outcome);
                 }
                 Err(e) => {
-                    tracing::warn!(replay_id = %self.replay_id, error = %e, "stopping the mock server")
+                    self.failed = true;
+                    tracing::warn!(replay_id = %self.replay_id, error = %e, "stopping the mock server");
                 }
             }
         }
-        if !passed || !self.active {
+        if !passed || !self.active || self.failed {
             return 0;
         }
         let doomed = prune(&self.mocks, &self.used, &tests_run);

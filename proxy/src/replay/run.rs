@@ -91,12 +91,20 @@ pub async fn run(
     let mut timing = Timing::default();
     let mut summary = Vec::new();
     let mut any_failed = false;
-    for set in &plan.sets {
+    for (set_index, set) in plan.sets.iter().enumerate() {
         if state.cancel.is_cancelled() {
             break;
         }
-        let (report, set_timing) =
-            replay_set(&plan, set, &state, &store, orchestrator.as_ref(), &hub).await;
+        let (report, set_timing) = replay_set(
+            &plan,
+            set_index,
+            set,
+            &state,
+            &store,
+            orchestrator.as_ref(),
+            &hub,
+        )
+        .await;
         timing.add(set_timing);
         any_failed |= report.status != TestSetStatus::Passed;
         summary.push(json!({
@@ -132,6 +140,7 @@ pub async fn run(
 /// Replays one test set and stores its report (also when the app never comes up).
 async fn replay_set(
     plan: &RunPlan,
+    set_index: usize,
     set: &PlannedSet,
     state: &RunState,
     store: &SharedStore,
@@ -144,7 +153,8 @@ async fn replay_set(
     let request = InstanceRequest {
         namespace: plan.namespace.clone(),
         name: plan.deployment.clone(),
-        label: format!("{}-{}", plan.replay_id, set.test_set),
+        // Never the set's name: names come from users and end up in paths.
+        label: format!("{}-{}", plan.replay_id, set_index),
         env_overrides: plan.env_overrides.clone(),
     };
     match orchestrator.prepare_instance(&request) {
@@ -207,15 +217,13 @@ async fn replay_set(
                         .iter()
                         .map(|t| t.test_case_id.clone())
                         .collect();
+                    // The app dies first: with the redirect gone a live app would reach its
+                    // real dependencies.
+                    stop_instance(&instance).await;
                     mocks.finish(store, passed, ran).await;
                 }
             }
-            let stopping = instance.clone();
-            match tokio::task::spawn_blocking(move || stopping.stop()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "stopping the replay instance"),
-                Err(e) => tracing::error!(error = %e, "stopping the replay instance"),
-            }
+            stop_instance(&instance).await;
         }
     }
     report.tally();
@@ -233,6 +241,16 @@ async fn replay_set(
     store_report(plan, &report, store).await;
     timing.storage += storing.elapsed();
     (report, timing)
+}
+
+/// Kills the instance's processes and waits for them (idempotent).
+async fn stop_instance(instance: &Arc<dyn ReplayInstance>) {
+    let stopping = instance.clone();
+    match tokio::task::spawn_blocking(move || stopping.stop()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "stopping the replay instance"),
+        Err(e) => tracing::error!(error = %e, "stopping the replay instance"),
+    }
 }
 
 async fn store_report(plan: &RunPlan, report: &TestSetReport, store: &SharedStore) {
@@ -337,13 +355,22 @@ async fn replay_cases(
         if state.cancel.is_cancelled() {
             break;
         }
+        if mocks.broken() {
+            report.status = TestSetStatus::InternalErr;
+            report.failure_reason =
+                "the mock server stopped answering; the remaining test cases were not run".into();
+            break;
+        }
         let (request, expected) = recorded(case);
         let mut noise: NoiseMap = set_noise.clone();
         merge(&mut noise, &case.case.noise);
         let started = now_unix_secs();
         let sending = std::time::Instant::now();
         let begun = mocks.begin_test(&case.name).await;
-        let outcome = client.send(&request, plan.api_timeout).await;
+        let outcome = tokio::select! {
+            outcome = client.send(&request, plan.api_timeout) => outcome,
+            _ = state.cancel.cancelled() => break,
+        };
         let unmatched = match begun {
             Ok(()) => mocks.end_test(&case.name).await,
             Err(e) => Err(e),

@@ -153,6 +153,10 @@ impl EditStore for SqliteStore {
             params![set.namespace, set.deployment, set.test_set],
         )?;
         tx.execute(
+            "DELETE FROM mocks WHERE namespace = ?1 AND deployment = ?2 AND test_set = ?3",
+            params![set.namespace, set.deployment, set.test_set],
+        )?;
+        tx.execute(
             "DELETE FROM session_agents WHERE record_id IN (SELECT record_id FROM record_sessions
                  WHERE namespace = ?1 AND deployment = ?2 AND test_set = ?3)",
             params![set.namespace, set.deployment, set.test_set],

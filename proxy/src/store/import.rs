@@ -32,6 +32,22 @@ fn set_number(name: &str) -> Option<i64> {
     name.strip_prefix("test-set-")?.parse().ok()
 }
 
+/// The number after the last `-` of `test-N` style names.
+fn case_number(name: &str) -> Option<i64> {
+    name.rsplit('-').next()?.parse().ok()
+}
+
+/// Names that may become part of paths and URLs: letters, digits, `.`, `_`, `-`; not starting
+/// with `.`; at most 100 characters.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 impl ImportStore for SqliteStore {
     fn import_test_set(
         &self,
@@ -83,8 +99,13 @@ impl ImportStore for SqliteStore {
                 test_set,
                 SessionStatus::Stopped.as_str(),
                 created_at_ms,
-                i64::try_from(cases.len())
-                    .unwrap_or(i64::MAX)
+                // Past every imported `test-N`, so cases added later never collide.
+                cases
+                    .iter()
+                    .filter_map(|c| case_number(&c.name))
+                    .max()
+                    .unwrap_or(0)
+                    .max(i64::try_from(cases.len()).unwrap_or(i64::MAX))
                     .saturating_add(1),
             ],
         )?;

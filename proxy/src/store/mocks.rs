@@ -46,7 +46,7 @@ pub trait MockStore {
     /// Stores mocks (idempotent per agent and seq) under their session's test set, naming them
     /// `mock-N` in arrival order. Returns how many were new.
     fn insert_mocks(&self, mocks: &[NewMock]) -> Result<usize, StoreError>;
-    /// Every mock of a set (or of a recording when `record_id` is given), in recorded order.
+    /// Every mock of a set, in recorded order.
     fn list_mocks(&self, set: &MockSet) -> Result<Vec<StoredMock>, StoreError>;
     /// Mock count and count per kind of a recording.
     fn mock_summary(&self, record_id: &str) -> Result<(u64, BTreeMap<String, u64>), StoreError>;

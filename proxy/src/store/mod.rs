@@ -9,7 +9,7 @@ mod sqlite;
 use std::sync::Arc;
 
 pub use edit::{EditStore, SetKey};
-pub use import::{ImportStore, ImportedCase};
+pub use import::{ImportStore, ImportedCase, is_safe_name};
 pub use mocks::{MockSet, MockStore, NewMock, StoredMock};
 pub use reports::{ReportFilter, ReportRow, ReportStore, RunKey, TestCaseResultRow, TestRunRow};
 pub use sqlite::SqliteStore;

@@ -128,8 +128,10 @@ impl ReportStore for SqliteStore {
     ) -> Result<String, StoreError> {
         let conn = self.conn()?;
         let tx = conn.unchecked_transaction()?;
+        // Reports imported or inserted by hand name runs too: never reuse their ids.
         let mut ids = tx.prepare(
-            "SELECT test_run_id FROM test_runs WHERE namespace = ?1 AND deployment = ?2",
+            "SELECT test_run_id FROM test_runs WHERE namespace = ?1 AND deployment = ?2
+             UNION SELECT test_run_id FROM test_set_reports WHERE namespace = ?1 AND deployment = ?2",
         )?;
         let next = ids
             .query_map(params![namespace, deployment], |r| r.get::<_, String>(0))?
