@@ -85,6 +85,15 @@ pub async fn run(config: Config, token_file: PathBuf) -> anyhow::Result<()> {
     };
     let grpc = tokio::spawn(serve_grpc(grpc_listener, ingest, shutdown.clone()));
 
+    let interrupted = store
+        .interrupt_running_runs()
+        .context("closing replays of an earlier run")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "replays of an earlier proxy run marked INTERRUPTED"
+        );
+    }
     let replay = ReplayManager::new(store.clone(), orchestrator.clone(), hub.clone());
     let ctx = Arc::new(Ctx {
         config: config.clone(),

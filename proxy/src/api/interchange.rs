@@ -5,7 +5,6 @@ use std::io::{Cursor, Read, Write};
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
@@ -19,7 +18,11 @@ use kreplay_domain::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, error::QueryParams, mocks::set_mocks};
+use super::{
+    ApiError, AppState,
+    error::{QueryParams, RawBody},
+    mocks::set_mocks,
+};
 use crate::{
     mocks::from_domain,
     model::{HeaderPair, NewTestCase, StoredRequest, StoredResponse, TestCaseFilter},
@@ -29,6 +32,8 @@ use crate::{
 
 /// Largest ZIP entry accepted on import (a test case is at most ~10 MiB of bodies).
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
+/// Largest total of an import once decompressed (a ZIP bomb stops here, not in memory).
+const MAX_IMPORT_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, Deserialize)]
 pub struct DownloadQuery {
@@ -176,6 +181,7 @@ fn unzip_files(bytes: &[u8]) -> Result<Vec<ExportedFile>, ApiError> {
     let bad = |e: zip::result::ZipError| ApiError::bad_request(format!("invalid ZIP: {e}"));
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad)?;
     let mut files = Vec::new();
+    let mut total = 0u64;
     for i in 0..archive.len() {
         let entry = archive.by_index(i).map_err(bad)?;
         if entry.is_dir() {
@@ -186,6 +192,13 @@ fn unzip_files(bytes: &[u8]) -> Result<Vec<ExportedFile>, ApiError> {
             return Err(ApiError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                 format!("ZIP entry {path} is larger than {MAX_ENTRY_BYTES} bytes"),
+            ));
+        }
+        total = total.saturating_add(entry.size());
+        if total > MAX_IMPORT_BYTES {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the ZIP holds more than {MAX_IMPORT_BYTES} bytes once decompressed"),
             ));
         }
         let mut contents = Vec::new();
@@ -241,7 +254,7 @@ pub async fn import(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<ImportQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     if q.deployment.trim().is_empty() {
         return Err(ApiError::bad_request("deployment must not be empty"));

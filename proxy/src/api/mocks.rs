@@ -3,7 +3,6 @@
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::header,
     response::{IntoResponse, Response},
@@ -17,8 +16,8 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, AppState,
-    error::{JsonBody, QueryParams},
-    testcase_edit::editable_owner,
+    error::{JsonBody, QueryParams, RawBody},
+    testcase_edit::{editable_owner, set_key},
 };
 use crate::{
     mocks::{from_domain, lifetime_name, to_domain},
@@ -37,21 +36,6 @@ pub struct SetQuery {
     mocks: Option<String>,
 }
 
-fn mock_set(
-    ctx: &AppState,
-    namespace: Option<&str>,
-    deployment: String,
-    test_set: String,
-) -> Result<MockSet, ApiError> {
-    Ok(MockSet {
-        namespace: ctx
-            .scope(namespace)?
-            .unwrap_or_else(|| "default".to_owned()),
-        deployment,
-        test_set,
-    })
-}
-
 /// The set's mocks in the domain model (the set must exist).
 pub async fn set_mocks(ctx: &AppState, set: &MockSet) -> Result<Vec<Mock>, ApiError> {
     let key = set.clone();
@@ -63,7 +47,7 @@ pub async fn download(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<SetQuery>,
 ) -> Result<Response, ApiError> {
-    let set = mock_set(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
+    let set = set_key(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
     let key = set.clone();
     if blocking(&ctx.store, move |s| s.set_owner(&key))
         .await?
@@ -87,9 +71,9 @@ pub async fn download(
 pub async fn upload(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<SetQuery>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let set = mock_set(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
+    let set = set_key(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
     let record_id = editable_owner(&ctx, &set).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("mocks.yaml must be UTF-8"))?;
@@ -112,7 +96,7 @@ pub async fn references(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<SetQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let set = mock_set(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
+    let set = set_key(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
     let key = set.clone();
     let stored = blocking(&ctx.store, move |s| s.list_mocks(&key)).await?;
     Ok(Json(Value::Array(
@@ -147,7 +131,7 @@ pub async fn add_references(
     State(ctx): State<AppState>,
     JsonBody(body): JsonBody<AddReferences>,
 ) -> Result<Json<Value>, ApiError> {
-    let set = mock_set(
+    let set = set_key(
         &ctx,
         body.namespace.as_deref(),
         body.deployment.clone(),
@@ -200,7 +184,7 @@ pub async fn delete_references(
             "name the mocks to delete: mocks=mock-1,mock-2",
         ));
     }
-    let set = mock_set(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
+    let set = set_key(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
     editable_owner(&ctx, &set).await?;
     let deleted = blocking(&ctx.store, move |s| s.delete_mocks(&set, &names)).await?;
     Ok(Json(json!({"deleted": deleted})))
@@ -222,7 +206,7 @@ pub async fn mappings(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<SetQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let set = mock_set(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
+    let set = set_key(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
     let tests = test_names(&ctx, &set).await?;
     let mocks = set_mocks(&ctx, &set).await?;
     let mappings = mappings_of(&set.test_set, &tests, &mocks);
@@ -257,7 +241,7 @@ pub async fn set_mappings(
     State(ctx): State<AppState>,
     JsonBody(body): JsonBody<MappingsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let set = mock_set(
+    let set = set_key(
         &ctx,
         body.namespace.as_deref(),
         body.deployment,

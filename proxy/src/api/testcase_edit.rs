@@ -154,7 +154,7 @@ pub struct NewCaseBody {
     noise: Noise,
 }
 
-fn set_key(
+pub(super) fn set_key(
     ctx: &AppState,
     namespace: Option<&str>,
     deployment: String,

@@ -57,6 +57,7 @@ impl LocalOrchestrator {
         let mut replicas = Vec::new();
         let mut recording = Vec::new();
         for spec in &config.deployments {
+            sweep_replay_instances(&config.cgroup_root, spec);
             let counter = Arc::new(AtomicU32::new(0));
             recording.push(((spec.namespace.clone(), spec.name.clone()), counter.clone()));
             for index in 0..spec.replicas {
@@ -207,6 +208,32 @@ impl Orchestrator for LocalOrchestrator {
             &self.cgroup_root,
             &self.data_dir,
         )?))
+    }
+}
+
+/// Replay instances a previous proxy run left behind (it crashed mid-replay): their processes
+/// are killed and their cgroups removed, so nothing of an interrupted replay keeps running.
+fn sweep_replay_instances(cgroup_root: &std::path::Path, spec: &DeploymentSpec) {
+    let dir = cgroup_root
+        .join("kreplay")
+        .join(&spec.namespace)
+        .join(&spec.name);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("replay-") {
+            continue;
+        }
+        let path = entry.path();
+        tracing::warn!(cgroup = %path.display(), "removing a replay instance left by an earlier run");
+        let _ = std::fs::write(path.join("cgroup.kill"), "1");
+        for _ in 0..100 {
+            if std::fs::remove_dir(&path).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -65,6 +65,8 @@ pub trait ReportStore {
         created_at_ms: i64,
     ) -> Result<String, StoreError>;
     fn set_test_run_status(&self, replay_id: &str, status: &str) -> Result<(), StoreError>;
+    /// Runs still `RUNNING` from an earlier proxy process are over: marks them `INTERRUPTED`.
+    fn interrupt_running_runs(&self) -> Result<u64, StoreError>;
     fn list_test_runs(&self, filter: &ReportFilter) -> Result<Vec<TestRunRow>, StoreError>;
     /// Inserts or replaces the report of one test set in one run.
     fn upsert_report(&self, row: &ReportRow) -> Result<(), StoreError>;
@@ -157,6 +159,14 @@ impl ReportStore for SqliteStore {
             params![replay_id, status],
         )?;
         Ok(())
+    }
+
+    fn interrupt_running_runs(&self) -> Result<u64, StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE test_runs SET status = 'INTERRUPTED' WHERE status = 'RUNNING'",
+            [],
+        )?;
+        Ok(n as u64)
     }
 
     fn list_test_runs(&self, f: &ReportFilter) -> Result<Vec<TestRunRow>, StoreError> {
