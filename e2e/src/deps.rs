@@ -229,3 +229,64 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
     cmd.args(["-c", script, &port.to_string()]);
     Server::spawn(cmd, port, "the rate API stub")
 }
+
+/// A throwaway MariaDB server (Debian's mariadb-server) on a free loopback port, its own data
+/// directory, root without a password (the handshake then carries no secret to replay).
+pub struct MariaDb {
+    pub port: u16,
+    pub database: String,
+    server: Server,
+}
+
+impl MariaDb {
+    pub fn start(scratch: &Path) -> anyhow::Result<Self> {
+        let dir = scratch.join("mariadb");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data)?;
+        run(
+            Command::new("mariadb-install-db")
+                .args([
+                    "--no-defaults",
+                    "--auth-root-authentication-method=normal",
+                    "--user=root",
+                ])
+                .arg(format!("--datadir={}", data.display()))
+                .arg("--skip-test-db"),
+            "mariadb-install-db",
+        )?;
+        let port = free_port()?;
+        let mut cmd = Command::new("mariadbd");
+        cmd.args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .args(["--skip-log-bin", "--innodb-flush-log-at-trx-commit=0"]);
+        let server = Server::spawn(cmd, port, "mariadbd")?;
+        let db = Self {
+            port,
+            database: "notes".into(),
+            server,
+        };
+        db.sql("CREATE DATABASE notes")?;
+        Ok(db)
+    }
+
+    /// Runs SQL with the mariadb client (a real client); returns its output.
+    pub fn sql(&self, sql: &str) -> anyhow::Result<String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-h", "127.0.0.1", "-u", "root", "-N", "-B"])
+            .arg(format!("--port={}", self.port))
+            .args(["-e", sql])
+            .output()
+            .context("running the mariadb client")?;
+        if !out.status.success() {
+            bail!("mariadb: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+}

@@ -82,9 +82,10 @@ fn curl(
 }
 
 fn replay(proxy: &Proxy, config: Value) -> anyhow::Result<Vec<Value>> {
+    let deployment = proxy.rest.get("/deployments")?.json()?[0]["name"].clone();
     let response = proxy.rest.post_json(
         "/test/start",
-        &json!({"deployment": "orders", "test_config": config}),
+        &json!({"deployment": deployment, "test_config": config}),
     )?;
     anyhow::ensure!(
         response.status == 200,
@@ -454,4 +455,106 @@ fn results_owned(lines: &[Value]) -> Vec<Value> {
 
 fn tail(text: &str) -> &str {
     &text[text.len().saturating_sub(4000)..]
+}
+
+#[test]
+fn a_service_on_mysql_replays_with_the_server_stopped() -> anyhow::Result<()> {
+    let _serial = kreplay_e2e::serial();
+    kreplay_e2e::require_root();
+    let scratch = ScratchDir::new("mocks-mysql")?;
+    let dir = scratch.path();
+    let mut db = deps::MariaDb::start(dir)?;
+    let notes = servers::python_fixture(
+        dir,
+        "notes.py",
+        "notes",
+        vec![
+            ("MYSQL_PORT".into(), db.port.to_string()),
+            ("MYSQL_DB".into(), db.database.clone()),
+        ],
+        true,
+    )?;
+    let base = format!("http://127.0.0.1:{}", notes.port);
+    let proxy = Proxy::start(dir, &ProxyConfig::new(dir, vec![notes])?)?;
+    let agent = Agent::start(dir, &proxy, &[])?;
+    let ready = || -> anyhow::Result<Option<()>> {
+        let list = proxy.rest.get("/deployments")?.json()?;
+        Ok((list[0]["readyReplicas"] == 1).then_some(()))
+    };
+    wait_for("the notes service", Duration::from_secs(30), ready)?;
+    let record_id = proxy.rest.start_recording("notes")?;
+    proxy
+        .rest
+        .status_stream(&record_id)?
+        .wait_for_status("running", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_millis(300));
+    wait_for(
+        "the restarted notes service",
+        Duration::from_secs(30),
+        ready,
+    )?;
+    let first = curl(
+        dir,
+        &base,
+        "m1",
+        "POST",
+        "/notes",
+        Some(r#"{"text":"buy milk"}"#),
+    )?;
+    let id = first["id"].as_i64().context("id")?;
+    curl(
+        dir,
+        &base,
+        "m2",
+        "POST",
+        "/notes",
+        Some(r#"{"text":"call mum"}"#),
+    )?;
+    assert_eq!(
+        curl(dir, &base, "m3", "GET", &format!("/notes/{id}"), None)?["text"],
+        "buy milk"
+    );
+    assert_eq!(
+        curl(dir, &base, "m4", "GET", "/notes", None)?
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        curl(dir, &base, "m5", "GET", "/notes/999", None)?["error"],
+        "no such note"
+    );
+    proxy.rest.stop_recording(&record_id)?;
+    let status = proxy
+        .rest
+        .status_stream(&record_id)?
+        .wait_for_status("stopped", Duration::from_secs(60))?;
+    assert!(
+        status["mock_types"]["MySQL"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "MySQL mocks recorded: {status}\nagent log:\n{}",
+        tail(&agent.log())
+    );
+    assert_eq!(db.sql("SELECT COUNT(*) FROM notes.notes")?, "2");
+
+    db.stop();
+    let tripwire = Tripwire::on(&[db.port])?;
+    let lines = replay(&proxy, json!({"apiTimeout": 10}))?;
+    let results = results(&lines);
+    assert_eq!(results.len(), 5, "{lines:?}");
+    for line in &results {
+        assert_eq!(
+            line["status"],
+            "PASSED",
+            "{line}\nagent log:\n{}",
+            tail(&agent.log())
+        );
+    }
+    assert_eq!(
+        tripwire.count(),
+        0,
+        "a replayed call reached the stopped MariaDB port"
+    );
+    Ok(())
 }

@@ -25,6 +25,8 @@ const APT_PACKAGES: &[&str] = &[
     "redis-server",
     "python3-psycopg2",
     "python3-redis",
+    "mariadb-server",
+    "python3-pymysql",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
