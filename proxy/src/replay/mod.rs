@@ -87,6 +87,9 @@ pub struct TestConfig {
 }
 
 const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(5);
+/// Runs kept in memory for `/test/status` (finished ones are dropped beyond this; their reports
+/// stay in the store).
+const MAX_KEPT_RUNS: usize = 64;
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn seconds(value: Option<f64>, default: Duration) -> Result<Duration, ReplayError> {
@@ -264,7 +267,21 @@ impl ReplayManager {
             finished: AtomicBool::new(false),
             changed: watch::channel(0).0,
         });
-        self.lock().insert(replay_id.clone(), state.clone());
+        {
+            let mut runs = self.lock();
+            // Finished runs are kept for their status streams, not forever.
+            if runs.len() >= MAX_KEPT_RUNS {
+                let finished: Vec<String> = runs
+                    .iter()
+                    .filter(|(_, r)| r.is_finished())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in finished.iter().take(runs.len() + 1 - MAX_KEPT_RUNS) {
+                    runs.remove(id);
+                }
+            }
+            runs.insert(replay_id.clone(), state.clone());
+        }
         drop(_control);
         let plan = RunPlan {
             replay_id,
@@ -280,13 +297,29 @@ impl ReplayManager {
             ignore_ordering: config.ignore_ordering,
         };
         state.push(run::state_line(&plan, "starting", json!({})));
-        tokio::spawn(run::run(
+        let task = tokio::spawn(run::run(
             plan,
             state.clone(),
             self.store.clone(),
             self.orchestrator.clone(),
             self.hub.clone(),
         ));
+        // A run that dies (panic) must still end: its stream ends and the deployment is free.
+        let watched = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = task.await
+                && !watched.is_finished()
+            {
+                tracing::error!(replay_id = %watched.replay_id, error = %e, "replay task died");
+                watched.finish(json!({
+                    "type": "status",
+                    "replay_id": watched.replay_id,
+                    "test_run_id": watched.test_run_id,
+                    "status": "failed",
+                    "error": format!("the replay task died: {e}"),
+                }));
+            }
+        });
         Ok(state)
     }
 

@@ -4,6 +4,7 @@ mod edit;
 mod import;
 mod mocks;
 mod reports;
+mod schema;
 mod sqlite;
 
 use std::sync::Arc;
