@@ -245,36 +245,29 @@ impl Pipeline {
     fn ship_exchanges(&mut self) {
         let units: Vec<CapturedUnit> = self.table.drain_units().collect();
         for captured in units {
-            self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
-            let Some(record_id) = self
-                .targets
-                .record_for(captured.conn.cgroup_id, captured.conn.tgid)
-            else {
-                self.counters.unattributed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let call = unit_to_proto(record_id, captured);
-            if !self
-                .outbox
-                .push(Body::Dependency(call), Priority::Droppable)
-            {
-                self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
-            }
+            let (cgroup_id, tgid) = (captured.conn.cgroup_id, captured.conn.tgid);
+            self.ship(cgroup_id, tgid, |record_id| {
+                Body::Dependency(unit_to_proto(record_id, captured))
+            });
         }
         let ready: Vec<CapturedExchange> = self.table.drain_exchanges().collect();
         for captured in ready {
-            self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
-            let Some(record_id) = self
-                .targets
-                .record_for(captured.conn.cgroup_id, captured.conn.tgid)
-            else {
-                self.counters.unattributed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let exchange = to_proto(record_id, captured);
-            if !self.outbox.push(Body::Http(exchange), Priority::Droppable) {
-                self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
-            }
+            let (cgroup_id, tgid) = (captured.conn.cgroup_id, captured.conn.tgid);
+            self.ship(cgroup_id, tgid, |record_id| {
+                Body::Http(to_proto(record_id, captured))
+            });
+        }
+    }
+
+    /// Queues one capture for the session targeting its process, counting what cannot go.
+    fn ship(&self, cgroup_id: u64, tgid: u32, body: impl FnOnce(&str) -> Body) {
+        self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+        let Some(record_id) = self.targets.record_for(cgroup_id, tgid) else {
+            self.counters.unattributed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if !self.outbox.push(body(record_id), Priority::Droppable) {
+            self.counters.queue_drops.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{
     ApiError, AppState,
     error::{JsonBody, QueryParams, RawBody},
-    testcase_edit::{editable_owner, set_key},
+    testcase_edit::{comma_list, editable_owner, set_key},
 };
 use crate::{
     mocks::{from_domain, lifetime_name, to_domain},
@@ -170,15 +170,7 @@ pub async fn delete_references(
     State(ctx): State<AppState>,
     QueryParams(q): QueryParams<SetQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let names: Vec<String> = q
-        .mocks
-        .clone()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let names = comma_list(q.mocks.as_deref());
     if names.is_empty() {
         return Err(ApiError::bad_request(
             "name the mocks to delete: mocks=mock-1,mock-2",

@@ -26,6 +26,17 @@ use crate::{
 
 type Noise = BTreeMap<String, Vec<String>>;
 
+/// The names of a `a,b,c` query parameter (blank entries skipped).
+pub(super) fn comma_list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Headers as our JSON writes them (a list of pairs) or as Keploy does (a map).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -315,14 +326,7 @@ pub async fn delete_cases(
 ) -> Result<Json<Value>, ApiError> {
     let set = set_key(&ctx, q.namespace.as_deref(), q.deployment, q.test_set)?;
     editable_owner(&ctx, &set).await?;
-    let names: Vec<String> = q
-        .test_cases
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let names = comma_list(q.test_cases.as_deref());
     let deleted = blocking(&ctx.store, move |s| s.delete_test_cases(&set, &names)).await?;
     Ok(Json(json!({"deleted": deleted})))
 }
