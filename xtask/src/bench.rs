@@ -33,6 +33,10 @@ pub enum Bench {
         /// Request rate of the paced phase.
         #[arg(long, default_value_t = 2000)]
         rate: u32,
+        /// Extra agent arguments, e.g. `--queue-envelopes 1` to see the cost of capture without
+        /// storage (everything past the queue is dropped and counted).
+        #[arg(long, allow_hyphen_values = true)]
+        agent_args: Option<String>,
     },
     /// Mock server latency per PostgreSQL query and Redis command, against the real servers.
     Mocks {
@@ -54,7 +58,13 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
             seconds,
             connections,
             rate,
-        } => capture(seconds, connections, rate),
+            agent_args,
+        } => capture(
+            seconds,
+            connections,
+            rate,
+            agent_args.as_deref().unwrap_or(""),
+        ),
         Bench::Replay { cases } => replay(cases),
         Bench::Mocks { calls } => mocks(calls),
     }
@@ -235,14 +245,15 @@ fn losses(line: &Value) -> String {
     )
 }
 
-fn capture(seconds: u64, connections: u32, rate: u32) -> anyhow::Result<()> {
+fn capture(seconds: u64, connections: u32, rate: u32, agent_args: &str) -> anyhow::Result<()> {
     let scratch = ScratchDir::new("bench-capture")?;
     let dir = scratch.path();
     let (nginx, site) = servers::nginx(dir, "web")?;
     let mut config = ProxyConfig::new(dir, vec![nginx])?;
     config.bin_dir = root().join("target/release");
     let proxy = Proxy::start(dir, &config)?;
-    let agent = Agent::start(dir, &proxy, &[])?;
+    let extra: Vec<&str> = agent_args.split_whitespace().collect();
+    let agent = Agent::start(dir, &proxy, &extra)?;
     let agent_pid = agent.pid().context("agent pid")?;
     let proxy_pid = proxy.pid().context("proxy pid")?;
     let cpu =
