@@ -33,6 +33,11 @@ use crate::{
     pipeline::{Command, Pipeline},
 };
 
+/// Every captured message allocates (heads, bodies, envelopes): a per-thread-cache allocator
+/// keeps that off the capture thread's critical path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "kreplay-agent", version, about)]
 struct Args {

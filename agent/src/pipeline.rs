@@ -46,6 +46,8 @@ const DATA_RECORDS_PER_DRAIN: usize = 65_536;
 /// How long a closed connection may wait for its trailing data.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Longest a flush spends draining a backlog before it sends its marker.
+const FLUSH_DRAIN_BUDGET: Duration = Duration::from_secs(5);
 /// Shortest spacing of drains. Records accumulate in the ring meanwhile, so under steady load
 /// the thread wakes at most ~100 times a second instead of once per record (and the kernel, which only
 /// signals a reader that has caught up, skips most wake-ups). The data ring holds far more than
@@ -203,7 +205,13 @@ impl Pipeline {
 
     /// Everything captured for `record_id` is sent before the `SessionFlushed` marker.
     fn flush(&mut self, record_id: &str) {
-        self.drain();
+        // Everything the session's syscalls wrote into the rings comes before the marker: drain
+        // until the ring is empty (a backlog under load is more than one drain), within a bound
+        // so a flood from other targets cannot hold the flush forever.
+        let deadline = Instant::now() + FLUSH_DRAIN_BUDGET;
+        while self.drain().data_records >= DATA_RECORDS_PER_DRAIN as u64
+            && Instant::now() < deadline
+        {}
         let targets = &self.targets;
         self.table.finalize_closing(|meta| {
             targets.record_for(meta.cgroup_id, meta.tgid) == Some(record_id)
