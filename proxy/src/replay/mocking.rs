@@ -47,7 +47,7 @@ pub struct MockSession {
 }
 
 impl MockSession {
-    /// Loads the set's mocks and, when there is an agent, has it redirect the (not yet launched)
+    /// Loads the set's mocks and has the agent redirect the (not yet launched)
     /// instance to a mock server holding them.
     pub async fn start(
         hub: Arc<AgentHub>,
