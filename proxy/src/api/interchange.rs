@@ -289,21 +289,30 @@ pub async fn import(
     if sets.iter().all(|s| s.tests.is_empty()) {
         return Err(ApiError::bad_request("no test cases found in the upload"));
     }
+    let prepared = sets
+        .into_iter()
+        .map(prepare_set)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut imported = Vec::new();
-    for set in sets {
-        imported.push(import_set(&ctx, &namespace, &q.deployment, set).await?);
+    for set in prepared {
+        imported.push(write_set(&ctx, &namespace, &q.deployment, set).await?);
     }
     Ok(Json(
         json!({"namespace": namespace, "deployment": q.deployment, "imported": imported}),
     ))
 }
 
-async fn import_set(
-    ctx: &AppState,
-    namespace: &str,
-    deployment: &str,
-    set: TestSetFiles,
-) -> Result<Value, ApiError> {
+/// One uploaded set, validated and converted: nothing is written before every set of an upload
+/// has come this far, so bad input leaves no half-imported state behind.
+struct PreparedSet {
+    from: String,
+    record_id: String,
+    cases: Vec<ImportedCase>,
+    mocks: Vec<crate::store::StoredMock>,
+    reports: Vec<(String, TestSetReport)>,
+}
+
+fn prepare_set(set: TestSetFiles) -> Result<PreparedSet, ApiError> {
     if !set.name.is_empty() && !is_safe_name(&set.name) {
         return Err(ApiError::bad_request(format!(
             "test set name {:?}: use letters, digits, '.', '_' and '-'",
@@ -323,8 +332,7 @@ async fn import_set(
         "import-{}",
         random_hex(8).map_err(|e| ApiError::internal(e.to_string()))?
     );
-    let now = now_unix_ms();
-    let cases: Vec<ImportedCase> = set
+    let cases = set
         .tests
         .iter()
         .enumerate()
@@ -343,13 +351,6 @@ async fn import_set(
             },
         })
         .collect();
-    let count = cases.len();
-    let (ns, dep, id, wanted) = (
-        namespace.to_owned(),
-        deployment.to_owned(),
-        record_id.clone(),
-        set.name.clone(),
-    );
     let mut mocks = set
         .mocks
         .iter()
@@ -362,31 +363,70 @@ async fn import_set(
             tracing::warn!(test_set = %set.name, ?dangling, "mappings name mocks the upload lacks");
         }
     }
+    let reports = set
+        .reports
+        .iter()
+        .map(|(test_run_id, yaml)| {
+            report::report_from_yaml(yaml)
+                .map(|parsed| (test_run_id.clone(), parsed))
+                .map_err(|e| {
+                    ApiError::bad_request(format!("report {test_run_id} of {}: {e}", set.name))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PreparedSet {
+        from: set.name,
+        record_id,
+        cases,
+        mocks: mocks.iter().map(from_domain).collect(),
+        reports,
+    })
+}
+
+async fn write_set(
+    ctx: &AppState,
+    namespace: &str,
+    deployment: &str,
+    set: PreparedSet,
+) -> Result<Value, ApiError> {
+    let now = now_unix_ms();
+    let PreparedSet {
+        from,
+        record_id,
+        cases,
+        mocks,
+        reports,
+    } = set;
+    let count = cases.len();
+    let (ns, dep, id, wanted) = (
+        namespace.to_owned(),
+        deployment.to_owned(),
+        record_id.clone(),
+        from.clone(),
+    );
     let test_set = blocking(&ctx.store, move |s| {
         s.import_test_set(&ns, &dep, &id, &wanted, &cases, now)
     })
     .await?;
     let mock_count = mocks.len();
     if !mocks.is_empty() {
-        let stored: Vec<_> = mocks.iter().map(from_domain).collect();
         let key = MockSet {
             namespace: namespace.to_owned(),
             deployment: deployment.to_owned(),
             test_set: test_set.clone(),
         };
-        let owner = record_id.clone();
-        blocking(&ctx.store, move |s| s.replace_mocks(&key, &owner, &stored)).await?;
+        blocking(&ctx.store, move |s| {
+            s.replace_mocks(&key, &record_id, &mocks)
+        })
+        .await?;
     }
-    let mut reports = 0;
-    for (test_run_id, yaml) in &set.reports {
-        let parsed = report::report_from_yaml(yaml).map_err(|e| {
-            ApiError::bad_request(format!("report {test_run_id} of {}: {e}", set.name))
-        })?;
+    let report_count = reports.len();
+    for (test_run_id, parsed) in reports {
         let row = ReportRow {
             key: RunKey {
                 namespace: namespace.to_owned(),
                 deployment: deployment.to_owned(),
-                test_run_id: test_run_id.clone(),
+                test_run_id,
             },
             test_set: test_set.clone(),
             status: json!(parsed.status).as_str().unwrap_or("").to_owned(),
@@ -394,11 +434,11 @@ async fn import_set(
             updated_at_ms: now,
         };
         blocking(&ctx.store, move |s| s.upsert_report(&row)).await?;
-        reports += 1;
     }
-    Ok(
-        json!({"test_set": test_set, "from": set.name, "test_cases": count, "mocks": mock_count, "reports": reports}),
-    )
+    Ok(json!({
+        "test_set": test_set, "from": from, "test_cases": count,
+        "mocks": mock_count, "reports": report_count,
+    }))
 }
 
 fn pairs(headers: &[kreplay_domain::http::Header]) -> Vec<HeaderPair> {
