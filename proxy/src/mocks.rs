@@ -118,6 +118,17 @@ pub fn to_domain(m: &StoredMock) -> Option<kreplay_domain::mock::Mock> {
     })
 }
 
+/// A test set's mocks in the domain model, in recorded order (kinds kreplay cannot replay are
+/// left out).
+pub async fn load_set(
+    store: &crate::store::SharedStore,
+    set: &crate::store::MockSet,
+) -> Result<Vec<kreplay_domain::mock::Mock>, crate::store::StoreError> {
+    let key = set.clone();
+    let stored = crate::store::blocking(store, move |s| s.list_mocks(&key)).await?;
+    Ok(stored.iter().filter_map(to_domain).collect())
+}
+
 /// The stored name of a lifetime.
 pub fn lifetime_name(lifetime: kreplay_domain::mock::Lifetime) -> &'static str {
     use kreplay_domain::mock::Lifetime;

@@ -20,7 +20,7 @@ use super::{
     testcase_edit::{comma_list, editable_owner, set_key},
 };
 use crate::{
-    mocks::{from_domain, lifetime_name, to_domain},
+    mocks::{from_domain, lifetime_name, load_set},
     model::TestCaseFilter,
     store::{MockSet, blocking},
 };
@@ -38,9 +38,7 @@ pub struct SetQuery {
 
 /// The set's mocks in the domain model (the set must exist).
 pub async fn set_mocks(ctx: &AppState, set: &MockSet) -> Result<Vec<Mock>, ApiError> {
-    let key = set.clone();
-    let stored = blocking(&ctx.store, move |s| s.list_mocks(&key)).await?;
-    Ok(stored.iter().filter_map(to_domain).collect())
+    Ok(load_set(&ctx.store, set).await?)
 }
 
 pub async fn download(

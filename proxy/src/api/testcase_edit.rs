@@ -83,22 +83,11 @@ struct RequestIn {
     body_encoding: Option<BodyEncoding>,
 }
 
-/// The path and query of an absolute URL (or the text itself when it is already a target).
-fn target_of(url: &str) -> String {
-    match url.split_once("://") {
-        Some((_, rest)) => match rest.find('/') {
-            Some(slash) => rest[slash..].to_owned(),
-            None => "/".to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 impl RequestIn {
     fn into_stored(self) -> Result<StoredRequest, ApiError> {
         let target = match (self.target, self.url) {
             (Some(t), _) if !t.is_empty() => t,
-            (_, Some(url)) if !url.is_empty() => target_of(&url),
+            (_, Some(url)) if !url.is_empty() => kreplay_domain::keploy::target_from_url(&url),
             _ => return Err(ApiError::bad_request("req needs a target or a url")),
         };
         if self.method.trim().is_empty() {

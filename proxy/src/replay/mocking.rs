@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{
     agents::{AgentHub, ReplayCommandError},
-    mocks::to_domain,
+    mocks::load_set,
     orchestrator::ReplayInstance,
     store::{MockSet, SharedStore, blocking},
 };
@@ -56,11 +56,9 @@ impl MockSession {
         set: MockSet,
         instance: &dyn ReplayInstance,
     ) -> Result<Self, String> {
-        let key = set.clone();
-        let stored = blocking(store, move |s| s.list_mocks(&key))
+        let mocks = load_set(store, &set)
             .await
             .map_err(|e| format!("loading mocks: {e}"))?;
-        let mocks: Vec<Mock> = stored.iter().filter_map(to_domain).collect();
         let mut session = Self {
             hub,
             replay_id: replay_id.to_owned(),
